@@ -1,0 +1,26 @@
+import { Logger } from '@nestjs/common';
+import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
+import { SessionCache } from './memcached/session-cache.client';
+import { parseSessionCacheUrl } from './memcached/url';
+import { SessionStore } from './session.store';
+
+/**
+ * The same store without Nest, for plain Express apps:
+ *
+ * ```ts
+ * const store = createSessionStore('memcached://127.0.0.1:11212', { ttl: 3600 });
+ * app.use(session({ store, secret, resave: false, saveUninitialized: false }));
+ * // on shutdown: await store.close();
+ * ```
+ */
+export function createSessionStore(url: string, options: SessionStoreOptions = {}): SessionStore {
+  const parsed = parseSessionCacheUrl(url);
+  const logger = new Logger('SessionCacheModule');
+  const client = new SessionCache(parsed.servers, {
+    timeout: options.timeout ?? parsed.options.timeout,
+    keepAlive: options.keepAlive ?? parsed.options.keepAlive,
+    credentials: parsed.credentials,
+    logger,
+  });
+  return new SessionStore(client, options, logger, true);
+}

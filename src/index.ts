@@ -1,0 +1,42 @@
+export { SessionCacheModule } from './session-cache.module';
+export {
+  SESSION_CACHE,
+  SESSION_CACHE_OPTIONS,
+  DEFAULT_SESSION_CACHE_NAME,
+  getSessionCacheToken,
+  getSessionCacheOptionsToken,
+} from './session-cache.constants';
+export { getSessionStoreToken } from './session-cache.providers';
+export type { ResolvedSessionCacheOptions } from './session-cache.providers';
+export { InjectSessionCache, InjectSessionStore } from './session-cache.decorators';
+export {
+  SessionStore,
+  DEFAULT_PREFIX,
+  DEFAULT_TTL,
+  DEFAULT_MAX_SESSION_SIZE,
+} from './session.store';
+export { SessionMiddleware } from './session.middleware';
+export { SessionSaveInterceptor } from './session-save.interceptor';
+export { createSessionStore } from './create-session-store';
+export { SessionCache, DEFAULT_TIMEOUT_MS, MAX_KEY_LENGTH } from './memcached/session-cache.client';
+export type {
+  SessionCacheClientOptions,
+  SessionCacheLogger,
+} from './memcached/session-cache.client';
+export { parseSessionCacheUrl, redactUrl, MemcachedCredentials } from './memcached/url';
+export type {
+  MemcachedServerAddress,
+  ParsedSessionCacheUrl,
+  SessionCacheUrlOptions,
+} from './memcached/url';
+export { toMemcachedExpiry, MAX_RELATIVE_EXPIRY } from './memcached/expiry';
+export { jsonSessionSerializer } from './session.serializer';
+export type { SessionSerializer } from './session.serializer';
+export {
+  SessionCacheError,
+  SessionCacheUrlError,
+  SessionCacheConfigError,
+  SessionCacheUnavailableError,
+  SessionTooLargeError,
+} from './session-cache.errors';
+export type * from './interfaces/session-cache-options.interface';

@@ -1,0 +1,89 @@
+import type {
+  InjectionToken,
+  MiddlewareConsumer,
+  ModuleMetadata,
+  OptionalFactoryDependency,
+  Type,
+} from '@nestjs/common';
+import type { SessionOptions } from 'express-session';
+import type { SessionSerializer } from '../session.serializer';
+
+/** express-session's options, minus `store` (this library provides it) and with `secret` required. */
+export type SessionCacheSessionOptions = Omit<SessionOptions, 'store' | 'secret'> & {
+  /** Signs the session cookie. An array rotates secrets: the first signs, all verify. */
+  secret: string | string[];
+};
+
+/** A route the middleware skips: a path or `{ path, method }`, as in Nest's `exclude()`. */
+export type SessionCacheExcludedRoute = Parameters<
+  ReturnType<MiddlewareConsumer['apply']>['exclude']
+>[number];
+/** A route the middleware covers: a path, `{ path, method }` or a controller, as in `forRoutes()`. */
+export type SessionCacheRoute = Parameters<
+  ReturnType<MiddlewareConsumer['apply']>['forRoutes']
+>[number];
+
+/** Options of the session store alone (also used by `createSessionStore`). */
+export interface SessionStoreOptions {
+  /** Prefix of every memcached key. Default `'sess:'`. */
+  prefix?: string;
+  /** TTL in seconds for sessions whose cookie has no maxAge/expires. Default 86400 (1 day). */
+  ttl?: number;
+  /** Largest serialized session in bytes. Default 1 MiB − 1 KiB (memcached's default -I 1m). */
+  maxSessionSize?: number;
+  /** How sessions become bytes. Default JSON. */
+  serializer?: SessionSerializer;
+  /** Time budget of one memcached operation in ms, retries and connecting included. Default 500. */
+  timeout?: number;
+  /** TCP keep-alive on memcached connections. Default false. */
+  keepAlive?: boolean;
+}
+
+/** Options of `SessionCacheModule.forRoot(url, options)`. */
+export interface SessionCacheOptions extends SessionStoreOptions {
+  /** express-session options. `secret` is required. */
+  session: SessionCacheSessionOptions;
+  /**
+   * What a request gets when the session memcached cannot be reached: `'fail'` (default) answers
+   * HTTP 503; `'proceed'` logs a warning and runs the handler without `req.session`.
+   */
+  onUnavailable?: 'fail' | 'proceed';
+  /** Install the session middleware. Default true; false if you wire express-session yourself. */
+  installMiddleware?: boolean;
+  /** Routes the middleware covers. Default: all routes. */
+  forRoutes?: SessionCacheRoute[];
+  /** Routes the middleware skips. Default: none. */
+  exclude?: SessionCacheExcludedRoute[];
+  /**
+   * Save a modified session before a Nest handler's response is sent, so failures become HTTP
+   * errors (413 too large, 503 unavailable) instead of a 200 with lost data. Default true.
+   */
+  saveBeforeResponse?: boolean;
+  /** Name of this connection, for apps with more than one. Default: the unnamed connection. */
+  name?: string;
+  /** Register the module globally. Default true. */
+  isGlobal?: boolean;
+}
+
+/** What a `forRootAsync` factory returns: the URL plus the options. */
+export interface SessionCacheModuleOptions extends Omit<SessionCacheOptions, 'name' | 'isGlobal'> {
+  /** `memcached://[user:password@]host[:port][,host[:port]...][?option=value...]` */
+  url: string;
+}
+
+/** A class that builds the options, for `forRootAsync({ useClass })` / `useExisting`. */
+export interface SessionCacheOptionsFactory {
+  createSessionCacheOptions(): SessionCacheModuleOptions | Promise<SessionCacheModuleOptions>;
+}
+
+/** Options of `SessionCacheModule.forRootAsync()`. */
+export interface SessionCacheModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  name?: string;
+  isGlobal?: boolean;
+  inject?: Array<InjectionToken | OptionalFactoryDependency>;
+  useFactory?: (
+    ...args: any[] // eslint-disable-line @typescript-eslint/no-explicit-any -- matches Nest's own FactoryProvider
+  ) => SessionCacheModuleOptions | Promise<SessionCacheModuleOptions>;
+  useClass?: Type<SessionCacheOptionsFactory>;
+  useExisting?: Type<SessionCacheOptionsFactory>;
+}

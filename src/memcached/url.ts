@@ -1,0 +1,239 @@
+import { inspect } from 'node:util';
+import { SessionCacheUrlError } from '../session-cache.errors';
+
+/** One memcached server of the session cluster. */
+export interface MemcachedServerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Options that may be given in the URL's query string. */
+export interface SessionCacheUrlOptions {
+  /** Time budget of one operation in milliseconds (`?timeout=300`). */
+  timeout?: number;
+  /** TCP keep-alive on the memcached connections (`?keepAlive=true`). */
+  keepAlive?: boolean;
+}
+
+export const DEFAULT_MEMCACHED_PORT = 11211;
+
+/**
+ * SASL credentials. The password lives in a private field: it is not an own property, so it never
+ * shows up in `util.inspect`, `console.log` or `JSON.stringify` of this object or its owners.
+ */
+export class MemcachedCredentials {
+  readonly #password: string;
+  constructor(
+    readonly username: string,
+    password: string,
+  ) {
+    this.#password = password;
+  }
+  get password(): string {
+    return this.#password;
+  }
+  toJSON(): { username: string; password: string } {
+    return { username: this.username, password: '***' };
+  }
+  [inspect.custom](): string {
+    return `MemcachedCredentials { username: ${JSON.stringify(this.username)}, password: '***' }`;
+  }
+}
+
+/** The result of {@link parseSessionCacheUrl}. */
+export interface ParsedSessionCacheUrl {
+  readonly servers: readonly MemcachedServerAddress[];
+  readonly credentials?: MemcachedCredentials;
+  readonly options: SessionCacheUrlOptions;
+  /** The URL with its password replaced by `***`, safe to log. */
+  readonly redacted: string;
+}
+
+const SCHEME = 'memcached://';
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
+const IPV6 = /^[0-9A-Fa-f:.]+$/;
+
+/** Replaces the password of a memcached URL (if any) by `***`. Never throws. */
+export function redactUrl(url: string): string {
+  if (typeof url !== 'string') return String(url);
+  const schemeEnd = url.indexOf('://');
+  const start = schemeEnd >= 0 ? schemeEnd + 3 : 0;
+  const queryStart = url.indexOf('?', start);
+  const authorityEnd = queryStart >= 0 ? queryStart : url.length;
+  const at = url.lastIndexOf('@', authorityEnd - 1);
+  if (at < start) return url;
+  const userinfo = url.slice(start, at);
+  const colon = userinfo.indexOf(':');
+  if (colon < 0) return url;
+  return `${url.slice(0, start)}${userinfo.slice(0, colon)}:***${url.slice(at)}`;
+}
+
+function fail(url: string, problem: string, fix: string): never {
+  throw new SessionCacheUrlError(
+    `Invalid session memcached URL "${redactUrl(url)}": ${problem}. ${fix} ` +
+      'Expected memcached://[user:password@]host[:port][,host[:port]...][?option=value...].',
+  );
+}
+
+function decode(url: string, part: string, what: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return fail(
+      url,
+      `the ${what} has a malformed percent-encoding`,
+      'Encode it with encodeURIComponent().',
+    );
+  }
+}
+
+function parsePort(url: string, server: string, text: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    fail(
+      url,
+      `port "${text}" of server "${server}" is not a number from 1 to 65535`,
+      'Fix the port.',
+    );
+  }
+  return Number(text);
+}
+
+function parseServer(url: string, raw: string, index: number): MemcachedServerAddress {
+  const server = raw.trim();
+  if (server === '') {
+    fail(
+      url,
+      `server ${index + 1} of the host list is empty`,
+      'Remove the stray comma or add the host.',
+    );
+  }
+  if (server.startsWith('[')) {
+    const close = server.indexOf(']');
+    const host = close > 0 ? server.slice(1, close) : '';
+    const rest = close > 0 ? server.slice(close + 1) : '';
+    if (close < 0 || !IPV6.test(host) || (rest !== '' && !rest.startsWith(':'))) {
+      fail(url, `"${server}" is not a valid [IPv6]:port address`, 'Write it as [::1]:11211.');
+    }
+    return {
+      host,
+      port: rest === '' ? DEFAULT_MEMCACHED_PORT : parsePort(url, server, rest.slice(1)),
+    };
+  }
+  const colon = server.indexOf(':');
+  if (colon !== server.lastIndexOf(':')) {
+    fail(
+      url,
+      `"${server}" has more than one ":"`,
+      'Put IPv6 addresses in brackets, e.g. [::1]:11211.',
+    );
+  }
+  const host = colon >= 0 ? server.slice(0, colon) : server;
+  if (host === '') fail(url, `server "${server}" has an empty host name`, 'Add the host name.');
+  if (!HOSTNAME.test(host)) {
+    fail(url, `host "${host}" is not a valid host name or IPv4 address`, 'Fix the host name.');
+  }
+  return {
+    host,
+    port: colon >= 0 ? parsePort(url, server, server.slice(colon + 1)) : DEFAULT_MEMCACHED_PORT,
+  };
+}
+
+function parseBoolean(url: string, name: string, value: string): boolean {
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  return fail(url, `option ${name}="${value}" is not a boolean`, 'Use true or false.');
+}
+
+function parseQuery(url: string, query: string): SessionCacheUrlOptions {
+  const options: SessionCacheUrlOptions = {};
+  for (const pair of query.split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const name = decode(url, eq >= 0 ? pair.slice(0, eq) : pair, 'option name');
+    const value = decode(url, eq >= 0 ? pair.slice(eq + 1) : '', `value of option "${name}"`);
+    switch (name) {
+      case 'timeout':
+        if (!/^\d+$/.test(value) || Number(value) < 1) {
+          fail(
+            url,
+            `option timeout="${value}" is not a whole number of milliseconds`,
+            'Use e.g. timeout=500.',
+          );
+        }
+        options.timeout = Number(value);
+        break;
+      case 'keepAlive':
+        options.keepAlive = parseBoolean(url, name, value);
+        break;
+      default:
+        fail(url, `unknown option "${name}"`, 'Known options: timeout, keepAlive.');
+    }
+  }
+  return options;
+}
+
+/**
+ * Parses `memcached://[user:password@]host[:port][,host[:port]…][?option=value…]`.
+ * User and password are percent-decoded; the port defaults to 11211. Throws a
+ * {@link SessionCacheUrlError} naming the bad part; the password never appears in it.
+ */
+export function parseSessionCacheUrl(url: string): ParsedSessionCacheUrl {
+  if (typeof url !== 'string' || url.trim() === '') {
+    throw new SessionCacheUrlError(
+      'The session memcached URL is missing or empty. Pass one such as memcached://127.0.0.1:11211 ' +
+        "to SessionCacheModule.forRoot() (or return `url` from forRootAsync's factory).",
+    );
+  }
+  const trimmed = url.trim();
+  if (!trimmed.toLowerCase().startsWith(SCHEME)) {
+    const scheme = trimmed.includes('://')
+      ? `"${trimmed.slice(0, trimmed.indexOf('://'))}"`
+      : 'missing';
+    fail(url, `the scheme is ${scheme}, not "memcached"`, 'Start the URL with memcached://.');
+  }
+  const rest = trimmed.slice(SCHEME.length);
+  const queryStart = rest.indexOf('?');
+  let authority = queryStart >= 0 ? rest.slice(0, queryStart) : rest;
+  const query = queryStart >= 0 ? rest.slice(queryStart + 1) : '';
+  if (authority.endsWith('/')) authority = authority.slice(0, -1);
+  if (authority.includes('/')) {
+    fail(
+      url,
+      'it has a path',
+      'Memcached has no databases or paths; remove everything after the host list.',
+    );
+  }
+
+  let credentials: MemcachedCredentials | undefined;
+  const at = authority.lastIndexOf('@');
+  if (at >= 0) {
+    const userinfo = authority.slice(0, at);
+    authority = authority.slice(at + 1);
+    const colon = userinfo.indexOf(':');
+    const username = decode(url, colon >= 0 ? userinfo.slice(0, colon) : userinfo, 'user name');
+    const password = colon >= 0 ? decode(url, userinfo.slice(colon + 1), 'password') : '';
+    if (username === '')
+      fail(url, 'the user name is empty', 'Write user:password@ or leave out the credentials.');
+    if (password === '') {
+      fail(url, `user "${username}" has no password`, 'SASL needs both: write user:password@host.');
+    }
+    credentials = new MemcachedCredentials(username, password);
+  }
+  if (authority.trim() === '') fail(url, 'the host list is empty', 'Add at least one host.');
+
+  const servers = authority.split(',').map((raw, i) => parseServer(url, raw, i));
+  const seen = new Set<string>();
+  for (const s of servers) {
+    const id = `${s.host}:${s.port}`;
+    if (seen.has(id)) fail(url, `server ${id} is listed twice`, 'List each server once.');
+    seen.add(id);
+  }
+  return { servers, credentials, options: parseQuery(url, query), redacted: redactUrl(trimmed) };
+}
+
+/** `host:port` (IPv6 hosts in brackets), as used in logs and errors. */
+export function formatServer(server: MemcachedServerAddress): string {
+  return server.host.includes(':')
+    ? `[${server.host}]:${server.port}`
+    : `${server.host}:${server.port}`;
+}

@@ -1,0 +1,77 @@
+import { DynamicModule, Inject, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import type {
+  SessionCacheModuleAsyncOptions,
+  SessionCacheOptions,
+} from './interfaces/session-cache-options.interface';
+import { DEFAULT_SESSION_CACHE_NAME, getSessionCacheOptionsToken } from './session-cache.constants';
+import { SessionCacheCoreModule } from './session-cache-core.module';
+import { SESSION_HTTP_CONTEXT } from './session-cache.http';
+import { getSessionStoreToken, ResolvedSessionCacheOptions } from './session-cache.providers';
+import { SessionMiddleware } from './session.middleware';
+import type { SessionHttpContext } from './session.middleware';
+import { SessionSaveInterceptor } from './session-save.interceptor';
+import type { SessionStore } from './session.store';
+
+/**
+ * Sessions on their own memcached, apart from the application's general cache.
+ *
+ * ```ts
+ * SessionCacheModule.forRoot('memcached://10.0.0.5:11212', { session: { secret } })
+ * ```
+ * registers the session memcached client (inject it with `@InjectSessionCache()`), an
+ * express-session store on it (`SessionStore`), and the session middleware for all routes.
+ */
+@Module({})
+export class SessionCacheModule implements NestModule {
+  constructor(@Inject(SESSION_HTTP_CONTEXT) private readonly context: SessionHttpContext) {}
+
+  /** Connects to the session memcached at `url` (see README for the URL format and options). */
+  static forRoot(url: string, options: SessionCacheOptions): DynamicModule {
+    const { name = DEFAULT_SESSION_CACHE_NAME, isGlobal = true, ...rest } = options ?? {};
+    return SessionCacheModule.build(
+      name,
+      isGlobal,
+      SessionCacheCoreModule.forRoot({ ...(rest as SessionCacheOptions), url }, name),
+    );
+  }
+
+  /** Like `forRoot`, with `{ url, ...options }` from a factory, class or existing provider. */
+  static forRootAsync(options: SessionCacheModuleAsyncOptions): DynamicModule {
+    const name = options.name ?? DEFAULT_SESSION_CACHE_NAME;
+    return SessionCacheModule.build(
+      name,
+      options.isGlobal ?? true,
+      SessionCacheCoreModule.forRootAsync(options, name),
+    );
+  }
+
+  private static build(name: string, isGlobal: boolean, core: DynamicModule): DynamicModule {
+    return {
+      module: SessionCacheModule,
+      global: isGlobal,
+      imports: [core],
+      providers: [
+        {
+          provide: SESSION_HTTP_CONTEXT,
+          useFactory: (store: SessionStore, options: ResolvedSessionCacheOptions) => ({
+            store,
+            options,
+          }),
+          inject: [getSessionStoreToken(name), getSessionCacheOptionsToken(name)],
+        },
+        { provide: APP_INTERCEPTOR, useClass: SessionSaveInterceptor },
+      ],
+      exports: [core],
+    };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    const { options } = this.context;
+    if (!options.installMiddleware) return;
+    const forRoutes = options.forRoutes?.length ? options.forRoutes : ['*'];
+    const proxy = consumer.apply(SessionMiddleware);
+    if (options.exclude?.length) proxy.exclude(...options.exclude);
+    proxy.forRoutes(...forRoutes);
+  }
+}

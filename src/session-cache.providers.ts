@@ -1,0 +1,164 @@
+import { InjectionToken, Logger, Provider } from '@nestjs/common';
+import type {
+  SessionCacheModuleAsyncOptions,
+  SessionCacheModuleOptions,
+  SessionCacheOptionsFactory,
+  SessionCacheSessionOptions,
+} from './interfaces/session-cache-options.interface';
+import { SessionCache } from './memcached/session-cache.client';
+import { parseSessionCacheUrl, ParsedSessionCacheUrl } from './memcached/url';
+import {
+  DEFAULT_SESSION_CACHE_NAME,
+  getSessionCacheOptionsToken,
+  getSessionCacheToken,
+} from './session-cache.constants';
+import { SessionCacheConfigError } from './session-cache.errors';
+import { SessionStore } from './session.store';
+
+/** Module options after validation, with defaults applied and the URL parsed. */
+export interface ResolvedSessionCacheOptions extends Omit<
+  SessionCacheModuleOptions,
+  'url' | 'session'
+> {
+  readonly name: string;
+  readonly url: ParsedSessionCacheUrl;
+  readonly session: SessionCacheSessionOptions;
+  readonly onUnavailable: 'fail' | 'proceed';
+  readonly installMiddleware: boolean;
+  readonly saveBeforeResponse: boolean;
+}
+
+/** Token of the {@link SessionStore} of connection `name`; the default one is the class itself. */
+export function getSessionStoreToken(name?: string): InjectionToken {
+  return name === undefined || name === DEFAULT_SESSION_CACHE_NAME
+    ? SessionStore
+    : `nestjs-session-cache:SessionStore:${name}`;
+}
+
+export const logger = new Logger('SessionCacheModule');
+
+function checkSecret(secret: unknown): void {
+  const ok = (s: unknown) => typeof s === 'string' && s.length > 0;
+  if (Array.isArray(secret) ? secret.length > 0 && secret.every(ok) : ok(secret)) return;
+  throw new SessionCacheConfigError(
+    'options.session.secret is required: a non-empty string, or a non-empty array of them ' +
+      '(the first signs cookies, all verify). Load it from the environment, e.g. ' +
+      '{ session: { secret: process.env.SESSION_SECRET } }.',
+  );
+}
+
+/** Validates options and applies the defaults. Throws {@link SessionCacheConfigError}. */
+export function resolveSessionCacheOptions(
+  options: SessionCacheModuleOptions,
+  name: string = DEFAULT_SESSION_CACHE_NAME,
+): ResolvedSessionCacheOptions {
+  if (!options || typeof options !== 'object') {
+    throw new SessionCacheConfigError(
+      'SessionCacheModule needs options with at least { url, session: { secret } }.',
+    );
+  }
+  const { url, session, ...rest } = options;
+  if (!session || typeof session !== 'object') {
+    throw new SessionCacheConfigError(
+      'options.session is required: express-session options with at least a `secret`.',
+    );
+  }
+  checkSecret(session.secret);
+  if ((session as { store?: unknown }).store !== undefined) {
+    throw new SessionCacheConfigError(
+      'options.session.store must not be set: SessionCacheModule provides the store. Use ' +
+        '`installMiddleware: false` to wire express-session yourself with the injected SessionStore.',
+    );
+  }
+  if (rest.onUnavailable !== undefined && !['fail', 'proceed'].includes(rest.onUnavailable)) {
+    throw new SessionCacheConfigError(
+      `onUnavailable must be 'fail' or 'proceed', got ${JSON.stringify(rest.onUnavailable)}.`,
+    );
+  }
+  const parsed = parseSessionCacheUrl(url);
+  return {
+    ...rest,
+    name,
+    url: parsed,
+    timeout: rest.timeout ?? parsed.options.timeout,
+    keepAlive: rest.keepAlive ?? parsed.options.keepAlive,
+    onUnavailable: rest.onUnavailable ?? 'fail',
+    installMiddleware: rest.installMiddleware ?? true,
+    saveBeforeResponse: rest.saveBeforeResponse ?? true,
+    session: {
+      resave: false,
+      saveUninitialized: false,
+      ...session,
+      cookie: { httpOnly: true, sameSite: 'lax', ...session.cookie },
+    },
+  };
+}
+
+/** The options provider of `forRoot`: validated while the module is defined. */
+export function createOptionsProvider(options: SessionCacheModuleOptions, name: string): Provider {
+  return {
+    provide: getSessionCacheOptionsToken(name),
+    useValue: resolveSessionCacheOptions(options, name),
+  };
+}
+
+/** The options provider of `forRootAsync`. */
+export function createAsyncOptionsProviders(
+  options: SessionCacheModuleAsyncOptions,
+  name: string,
+): Provider[] {
+  const provide = getSessionCacheOptionsToken(name);
+  if (options.useFactory) {
+    const factory = options.useFactory;
+    return [
+      {
+        provide,
+        useFactory: async (...args: unknown[]) =>
+          resolveSessionCacheOptions(await factory(...args), name),
+        inject: options.inject ?? [],
+      },
+    ];
+  }
+  const factoryClass = options.useClass ?? options.useExisting;
+  if (!factoryClass) {
+    throw new SessionCacheConfigError(
+      'SessionCacheModule.forRootAsync() needs one of useFactory, useClass or useExisting, ' +
+        'returning { url, session: { secret }, ... }.',
+    );
+  }
+  const providers: Provider[] = [
+    {
+      provide,
+      useFactory: async (factory: SessionCacheOptionsFactory) =>
+        resolveSessionCacheOptions(await factory.createSessionCacheOptions(), name),
+      inject: [factoryClass],
+    },
+  ];
+  if (options.useClass) providers.push({ provide: options.useClass, useClass: options.useClass });
+  return providers;
+}
+
+/** The client and the store of connection `name`. */
+export function createSessionCacheProviders(name: string): Provider[] {
+  const optionsToken = getSessionCacheOptionsToken(name);
+  const cacheToken = getSessionCacheToken(name);
+  return [
+    {
+      provide: cacheToken,
+      useFactory: (options: ResolvedSessionCacheOptions) =>
+        new SessionCache(options.url.servers, {
+          timeout: options.timeout,
+          keepAlive: options.keepAlive,
+          credentials: options.url.credentials,
+          logger,
+        }),
+      inject: [optionsToken],
+    },
+    {
+      provide: getSessionStoreToken(name),
+      useFactory: (client: SessionCache, options: ResolvedSessionCacheOptions) =>
+        new SessionStore(client, options, logger),
+      inject: [cacheToken, optionsToken],
+    },
+  ];
+}

@@ -1,0 +1,34 @@
+export declare function findMemcachedBinary(): string | null;
+export declare function freePort(): Promise<number>;
+export declare function rawCommand(
+  port: number,
+  command: string,
+  options?: { until?: RegExp },
+): Promise<string>;
+export interface MemcachedStartOptions {
+  memoryMb?: number;
+  maxItemSize?: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+export declare class MemcachedProcess {
+  readonly port: number;
+  static start(options?: MemcachedStartOptions): Promise<MemcachedProcess>;
+  get url(): string;
+  get address(): string;
+  get running(): boolean;
+  get pid(): number | undefined;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  pause(): void;
+  resume(): void;
+  flush(): Promise<void>;
+  stats(): Promise<Record<string, string>>;
+  getRaw(key: string): Promise<Buffer | null>;
+  setRaw(key: string, value: string | Buffer, exptime?: number): Promise<void>;
+}
+export declare function startMemcachedCluster(
+  count: number,
+  options?: MemcachedStartOptions,
+): Promise<MemcachedProcess[]>;
