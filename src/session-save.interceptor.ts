@@ -1,8 +1,9 @@
 import { CallHandler, ExecutionContext, Inject, Injectable, NestInterceptor } from '@nestjs/common';
 import type { Request } from 'express';
 import type { Session, SessionData } from 'express-session';
-import { concatMap, Observable } from 'rxjs';
+import { catchError, concatMap, Observable, throwError } from 'rxjs';
 import { logger } from './session-cache.providers';
+import { SessionCacheError } from './session-cache.errors';
 import { errorSummary, SESSION_HTTP_CONTEXT, toHttpException } from './session-cache.http';
 import type { SessionHttpContext } from './session.middleware';
 
@@ -17,27 +18,37 @@ function snapshot(session: object): string {
 
 const EMPTY = '{}';
 
+function mapStoreError(err: unknown): unknown {
+  if (!(err instanceof SessionCacheError)) return err;
+  logger.warn(`A session operation failed in a handler: ${errorSummary(err)}`);
+  return toHttpException(err);
+}
+
 /**
- * Saves a modified session after the handler returns and before Nest writes the response, so a
- * failed save turns into an HTTP error (413 or 503) instead of a 200 whose data is lost.
- * express-session then sees the session as saved and does not write it again.
+ * Two jobs, for HTTP handlers:
+ * - saves a modified session after the handler returns and before Nest writes the response, so a
+ *   failed save turns into an HTTP error (413 or 503) instead of a 200 whose data is lost;
+ *   express-session then sees the session as saved and does not write it again;
+ * - turns session store errors that a handler meets (`req.session.regenerate()`, `destroy()`,
+ *   `save()`…) into the same HTTP errors instead of a 500.
  */
 @Injectable()
 export class SessionSaveInterceptor implements NestInterceptor {
-  readonly #enabled: boolean;
+  readonly #saveFirst: boolean;
   readonly #saveUninitialized: boolean;
 
   constructor(@Inject(SESSION_HTTP_CONTEXT) context: SessionHttpContext) {
-    this.#enabled = context.options.installMiddleware && context.options.saveBeforeResponse;
+    this.#saveFirst = context.options.installMiddleware && context.options.saveBeforeResponse;
     this.#saveUninitialized = context.options.session.saveUninitialized ?? false;
   }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    if (!this.#enabled || context.getType() !== 'http') return next.handle();
+    if (context.getType() !== 'http') return next.handle();
+    const handled = next.handle().pipe(catchError((err) => throwError(() => mapStoreError(err))));
     const req = context.switchToHttp().getRequest<RequestWithSession>();
-    if (!req.session) return next.handle();
+    if (!this.#saveFirst || !req.session) return handled;
     const state = { id: req.session.id, data: snapshot(req.session) };
-    return next.handle().pipe(
+    return handled.pipe(
       concatMap(async (value) => {
         await this.#saveIfChanged(req, state);
         return value;

@@ -133,8 +133,10 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    if (remainingMs(data) !== undefined && remainingMs(data)! <= 0) {
-      this.client.delete(key).catch(() => undefined);
+    const left = remainingMs(data);
+    if (left !== undefined && left <= 0) {
+      // Rare path: drop the stale copy now; a failure here must not fail the request.
+      await this.client.delete(key).catch(() => undefined);
       return null;
     }
     return data;

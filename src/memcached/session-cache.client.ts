@@ -206,6 +206,9 @@ export class SessionCache {
       let settled = false;
       const timer = setTimeout(() => {
         settled = true;
+        // Drop the connection: memjs fails every request still queued on it, so a hung server
+        // cannot stall the calls that come after this one.
+        this.#resetConnection(key);
         reject(
           new SessionCacheUnavailableError(
             operation,
@@ -230,6 +233,11 @@ export class SessionCache {
     });
   }
 
+  #resetConnection(key: string): void {
+    const server = this.#client.server(key) as unknown as { error?: (e: Error) => void } | null;
+    server?.error?.(new Error(`no answer within ${this.timeout} ms`));
+  }
+
   #wrap(operation: string, err: unknown): Error {
     if (err instanceof SessionCacheError) return err;
     const detail = describe(err);
@@ -247,8 +255,8 @@ export class SessionCache {
 function describe(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
-    return err.message || code || err.name || 'unknown error';
+    return (err.message || code || err.name || 'unknown error').replace(/\.$/, '');
   }
-  if (typeof err === 'string' && err) return err;
+  if (typeof err === 'string' && err) return err.replace(/\.$/, '');
   return 'unknown error';
 }

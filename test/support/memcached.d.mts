@@ -21,8 +21,8 @@ export declare class MemcachedProcess {
   stop(): Promise<void>;
   kill(): Promise<void>;
   restart(): Promise<void>;
-  pause(): void;
-  resume(): void;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   flush(): Promise<void>;
   stats(): Promise<Record<string, string>>;
   getRaw(key: string): Promise<Buffer | null>;

@@ -2,6 +2,7 @@
 // Plain ESM JavaScript so that jest (ESM mode), node:test suites and scripts can all use it.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 const INSTALL_HINT =
@@ -55,6 +56,16 @@ async function waitUntil(predicate, timeoutMs, what) {
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/** The one-letter state of a process from /proc (R, S, T…), or null when it is gone. */
+function processState(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
+
 /** Sends one text-protocol command and resolves with the reply (up to END/OK/an error line). */
 export function rawCommand(
   port,
@@ -80,7 +91,7 @@ export function rawCommand(
       clearTimeout(timer);
       reject(err);
     });
-    socket.write(command.endsWith('\r\n') ? command : `${command}\r\n`);
+    socket.write(command.endsWith('\r\n') ? command : `${command}\r\n`, 'latin1');
   });
 }
 
@@ -205,14 +216,23 @@ export class MemcachedProcess {
     await this.#spawn();
   }
 
-  /** Freezes the process (SIGSTOP): connections stay open but nothing answers. */
-  pause() {
-    this.#child?.kill('SIGSTOP');
+  /**
+   * Freezes the process (SIGSTOP): connections stay open but nothing answers. Resolves once the
+   * kernel reports the process as stopped.
+   */
+  async pause() {
+    const child = this.#child;
+    if (!child) return;
+    child.kill('SIGSTOP');
+    await waitUntil(() => processState(child.pid) === 'T', 5000, `memcached ${child.pid} to stop`);
   }
 
-  /** Thaws a paused process (SIGCONT). */
-  resume() {
-    this.#child?.kill('SIGCONT');
+  /** Thaws a paused process (SIGCONT). Resolves once it runs again. */
+  async resume() {
+    const child = this.#child;
+    if (!child) return;
+    child.kill('SIGCONT');
+    await waitUntil(() => processState(child.pid) !== 'T', 5000, `memcached ${child.pid} to run`);
   }
 
   /** `flush_all` over the text protocol. */

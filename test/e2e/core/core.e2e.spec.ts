@@ -1,0 +1,321 @@
+import type { INestApplication, LoggerService } from '@nestjs/common';
+import { CACHE_MANAGER } from '@nestjs/cache-manager';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
+import { getSessionCacheToken, SESSION_CACHE, SessionCache, SessionStore } from '../../../src';
+import type { SessionCacheOptions } from '../../../src';
+import { MemcachedProcess } from '../../support/memcached.mjs';
+import { coreModule, Gate, SessionInfo } from './core.module';
+
+/** Keeps what the app logs, so tests can check warnings (and that no session id leaks). */
+class CapturingLogger implements LoggerService {
+  readonly lines: string[] = [];
+  log(m: unknown) {
+    this.lines.push(String(m));
+  }
+  error(m: unknown) {
+    this.lines.push(String(m));
+  }
+  warn(m: unknown) {
+    this.lines.push(String(m));
+  }
+  debug(m: unknown) {
+    this.lines.push(String(m));
+  }
+  verbose() {}
+}
+
+/** The session cookie ("connect.sid=…") of a response. */
+function cookieOf(res: request.Response): string {
+  const header = res.headers['set-cookie'] as unknown as string[] | undefined;
+  const cookie = header?.find((c) => c.startsWith('connect.sid='));
+  if (!cookie) throw new Error(`no session cookie in response ${res.status}`);
+  return cookie.split(';')[0];
+}
+
+/** The session id inside a signed cookie value. */
+function sidOf(cookie: string): string {
+  return decodeURIComponent(cookie.slice('connect.sid='.length)).slice(2).split('.')[0];
+}
+
+async function startApp(url: string, options: Partial<SessionCacheOptions> = {}) {
+  const moduleRef = await Test.createTestingModule({
+    imports: [coreModule(url, options)],
+  }).compile();
+  const logger = new CapturingLogger();
+  const app = moduleRef.createNestApplication({ logger });
+  await app.init();
+  return { app, logger, server: app.getHttpServer() };
+}
+
+async function login(app: INestApplication, user = 'ada'): Promise<string> {
+  const res = await request(app.getHttpServer()).post('/login').send({ user }).expect(200);
+  return cookieOf(res);
+}
+
+describe('SessionCacheModule e2e (real memcached)', () => {
+  let memcached: MemcachedProcess;
+  let app: INestApplication;
+  let logger: CapturingLogger;
+
+  beforeAll(async () => {
+    memcached = await MemcachedProcess.start();
+    ({ app, logger } = await startApp(memcached.url));
+  });
+  afterAll(async () => {
+    await app?.close();
+    await memcached?.kill();
+  });
+
+  it('persists a session across requests (Set-Cookie replayed)', async () => {
+    const res = await request(app.getHttpServer()).post('/login').send({ user: 'ada' }).expect(200);
+    const setCookie = (res.headers['set-cookie'] as unknown as string[])[0];
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect(setCookie).toMatch(/SameSite=Lax/);
+    const cookie = cookieOf(res);
+    await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
+    const me = await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+    expect(me.body).toEqual({ user: 'ada', visits: 1 });
+    const stored = await memcached.getRaw(`sess:${sidOf(cookie)}`);
+    expect(JSON.parse(String(stored))).toMatchObject({ user: 'ada', visits: 1 });
+  });
+
+  it('does not store sessions nobody wrote to (saveUninitialized: false)', async () => {
+    const before = Number((await memcached.stats()).curr_items);
+    const res = await request(app.getHttpServer()).get('/public').expect(200);
+    expect(res.body).toEqual({ hasSession: true });
+    expect(res.headers['set-cookie']).toBeUndefined();
+    expect(Number((await memcached.stats()).curr_items)).toBe(before);
+  });
+
+  it('injects the very client the store uses, under its own token, not CACHE_MANAGER', () => {
+    const info = app.get(SessionInfo);
+    expect(info.cache).toBeInstanceOf(SessionCache);
+    expect(info.cache).toBe(app.get(SessionStore).client);
+    expect(app.get(SESSION_CACHE)).toBe(info.cache);
+    expect(app.get(getSessionCacheToken())).toBe(info.cache);
+    expect(app.get(CACHE_MANAGER)).not.toBe(info.cache);
+    expect(info.cache.servers).toEqual([memcached.address]);
+  });
+
+  it('logs the user out when the session memcached is flushed', async () => {
+    const cookie = await login(app);
+    await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+    await memcached.flush();
+    await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
+  });
+
+  it('logout destroys the session: the old cookie no longer works', async () => {
+    const cookie = await login(app);
+    await request(app.getHttpServer()).post('/logout').set('Cookie', cookie).expect(204);
+    await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
+    expect(await memcached.getRaw(`sess:${sidOf(cookie)}`)).toBeNull();
+  });
+
+  it('login regenerates the session id (the pre-login session is dead)', async () => {
+    const first = await login(app, 'before');
+    const second = cookieOf(
+      await request(app.getHttpServer())
+        .post('/login')
+        .set('Cookie', first)
+        .send({ user: 'after' })
+        .expect(200),
+    );
+    expect(sidOf(second)).not.toBe(sidOf(first));
+    await request(app.getHttpServer()).get('/me').set('Cookie', first).expect(401);
+    expect((await request(app.getHttpServer()).get('/me').set('Cookie', second)).body.user).toBe(
+      'after',
+    );
+  });
+
+  it('4. a slow request that saves after a parallel logout does not bring the session back', async () => {
+    const cookie = await login(app);
+    const gate = app.get(Gate);
+    const slow = request(app.getHttpServer()).post('/slow/visits').set('Cookie', cookie).then();
+    await gate.reached; // the slow request has loaded the session and sits in its handler
+    await request(app.getHttpServer()).post('/logout').set('Cookie', cookie).expect(204);
+    gate.open();
+    await slow; // it modifies the session and saves it after the logout
+    await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
+    expect(await memcached.getRaw(`sess:${sidOf(cookie)}`)).toBeNull();
+  });
+
+  it('5. answers 413 for an oversized session and keeps the stored one intact', async () => {
+    const cookie = await login(app);
+    await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
+    const res = await request(app.getHttpServer())
+      .post('/big')
+      .set('Cookie', cookie)
+      .send({ size: 2 * 1024 * 1024 })
+      .expect(413);
+    expect(res.body.message).toMatch(/session is too large to store \(\d+ bytes, limit 1047552\)/);
+    const me = await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+    expect(me.body).toEqual({ user: 'ada', visits: 1 });
+  });
+
+  it('6. treats a corrupt stored value as no session, with a warning that names no id', async () => {
+    const cookie = await login(app);
+    const sid = sidOf(cookie);
+    await memcached.setRaw(`sess:${sid}`, '{"cookie":', 600);
+    logger.lines.length = 0;
+    await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
+    const warning = logger.lines.find((l) => l.includes('could not be decoded'));
+    expect(warning).toBeDefined();
+    expect(logger.lines.join('\n')).not.toContain(sid);
+  });
+
+  it('2. never serves a session whose cookie expired, even while memcached still has it', async () => {
+    const cookie = await login(app);
+    const key = `sess:${sidOf(cookie)}`;
+    const data = JSON.parse(String(await memcached.getRaw(key)));
+    data.cookie.expires = new Date(Date.now() - 1000).toISOString();
+    await memcached.setRaw(key, JSON.stringify(data), 600);
+    await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
+  });
+});
+
+describe('cookie lifetimes (e2e)', () => {
+  let memcached: MemcachedProcess;
+  beforeAll(async () => {
+    memcached = await MemcachedProcess.start();
+  });
+  afterAll(() => memcached.kill());
+
+  it('1. keeps a session whose cookie lives 40 days, with the TTL taken from the cookie', async () => {
+    const { app } = await startApp(memcached.url, {
+      session: { secret: 's', cookie: { maxAge: 40 * 86_400_000 } },
+    });
+    try {
+      const cookie = await login(app);
+      await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+      await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
+      const meta = await import('../../support/memcached.mjs').then((m) =>
+        m.rawCommand(memcached.port, `mg sess:${sidOf(cookie)} t`, { until: /\r\n$/ }),
+      );
+      const ttl = Number(/^HD t(\d+)/.exec(meta)?.[1]);
+      expect(ttl).toBeGreaterThan(40 * 86_400 - 10);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('failure behaviour (e2e)', () => {
+  let memcached: MemcachedProcess;
+  beforeAll(async () => {
+    memcached = await MemcachedProcess.start();
+  });
+  afterAll(() => memcached.kill());
+
+  it('answers 503 within the time bound when memcached is killed, and serves again once it is back', async () => {
+    const { app, logger } = await startApp(memcached.url, { timeout: 300 });
+    try {
+      const cookie = await login(app);
+      await memcached.kill();
+      const started = Date.now();
+      const res = await request(app.getHttpServer()).get('/me').set('Cookie', cookie);
+      expect(res.status).toBe(503);
+      expect(res.body.message).toMatch(/Sessions are temporarily unavailable/);
+      expect(JSON.stringify(res.body)).not.toContain(memcached.address);
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(logger.lines.some((l) => l.includes('Answering 503'))).toBe(true);
+      expect(logger.lines.join('\n')).not.toContain(sidOf(cookie));
+
+      await memcached.restart(); // empty after a restart: the user must log in again
+      await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
+      const again = await login(app);
+      await request(app.getHttpServer()).get('/me').set('Cookie', again).expect(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('answers 503 within the time bound when memcached hangs (SIGSTOP)', async () => {
+    const { app } = await startApp(memcached.url, { timeout: 300 });
+    try {
+      const cookie = await login(app);
+      await memcached.pause();
+      const started = Date.now();
+      await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(503);
+      expect(Date.now() - started).toBeLessThan(1000);
+      await memcached.resume();
+      await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+    } finally {
+      await memcached.resume();
+      await app.close();
+    }
+  });
+
+  it('turns a save that fails after the handler ran into a 503, not a 200', async () => {
+    const { app } = await startApp(memcached.url, { timeout: 300 });
+    try {
+      const cookie = await login(app);
+      const gate = app.get(Gate);
+      const slow = request(app.getHttpServer()).post('/slow/visits').set('Cookie', cookie).then();
+      await gate.reached;
+      await memcached.pause(); // memcached stops answering between the load and the save
+      gate.open();
+      const res = await slow;
+      expect(res.status).toBe(503);
+      expect(res.body.message).toMatch(/Sessions are temporarily unavailable/);
+      await memcached.resume();
+      // The session itself survives. (Whether the timed-out write was applied when memcached
+      // woke up is undecidable for the client, as with any timed-out write.)
+      const me = await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+      expect(me.body.user).toBe('ada');
+    } finally {
+      await memcached.resume();
+      await app.close();
+    }
+  });
+
+  it("with onUnavailable: 'proceed', serves the request without a session and warns", async () => {
+    const { app, logger } = await startApp(memcached.url, {
+      timeout: 300,
+      onUnavailable: 'proceed',
+    });
+    try {
+      const cookie = await login(app);
+      await memcached.pause();
+      const res = await request(app.getHttpServer())
+        .get('/public')
+        .set('Cookie', cookie)
+        .expect(200);
+      expect(res.body).toEqual({ hasSession: false });
+      expect(logger.lines.some((l) => l.includes('without its session'))).toBe(true);
+      await memcached.resume();
+    } finally {
+      await memcached.resume();
+      await app.close();
+    }
+  });
+
+  it('starts even when memcached is down, with a warning, and serves once it is up', async () => {
+    await memcached.kill();
+    const { app, logger } = await startApp(memcached.url);
+    try {
+      expect(logger.lines.some((l) => l.includes('not reachable at start-up'))).toBe(true);
+      await request(app.getHttpServer()).post('/login').send({ user: 'x' }).expect(503);
+      await memcached.restart();
+      await login(app);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('closes its memcached connections on shutdown', async () => {
+    const baseline = Number((await memcached.stats()).curr_connections);
+    const { app } = await startApp(memcached.url);
+    await login(app);
+    expect(Number((await memcached.stats()).curr_connections)).toBeGreaterThan(baseline);
+    await app.close();
+    const deadline = Date.now() + 5000;
+    let now = Infinity;
+    while (Date.now() < deadline) {
+      now = Number((await memcached.stats()).curr_connections);
+      if (now <= baseline) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(now).toBeLessThanOrEqual(baseline);
+  });
+});

@@ -1,0 +1,124 @@
+import {
+  BadRequestException,
+  Body,
+  Controller,
+  Get,
+  HttpCode,
+  Injectable,
+  Post,
+  Req,
+  UnauthorizedException,
+} from '@nestjs/common';
+import type { DynamicModule } from '@nestjs/common';
+import { CacheModule } from '@nestjs/cache-manager';
+import type { Request } from 'express';
+import { InjectSessionCache, SessionCache, SessionCacheModule, SessionStore } from '../../../src';
+import type { SessionCacheOptions } from '../../../src';
+
+/** The fields this scenario keeps in the session. */
+type Fields = { user?: string; visits?: number; blob?: string };
+type SessionRequest = Request & { session: Request['session'] & Fields };
+
+/** Lets a test hold a request inside its handler and release it later. */
+@Injectable()
+export class Gate {
+  private release!: () => void;
+  private entered!: () => void;
+  readonly opened: Promise<void>;
+  readonly reached: Promise<void>;
+  constructor() {
+    this.opened = new Promise((r) => (this.release = r));
+    this.reached = new Promise((r) => (this.entered = r));
+  }
+  async pass(): Promise<void> {
+    this.entered();
+    await this.opened;
+  }
+  open(): void {
+    this.release();
+  }
+}
+
+function promisify(fn: (cb: (err?: unknown) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
+}
+
+@Injectable()
+export class SessionInfo {
+  constructor(
+    @InjectSessionCache() readonly cache: SessionCache,
+    readonly store: SessionStore,
+  ) {}
+}
+
+@Controller()
+export class CoreController {
+  constructor(private readonly gate: Gate) {}
+
+  @Post('login')
+  @HttpCode(200)
+  async login(@Req() req: SessionRequest, @Body() body: { user?: string }) {
+    if (!body?.user) throw new BadRequestException('user is required');
+    await promisify((cb) => req.session.regenerate(cb));
+    req.session.user = body.user;
+    req.session.visits = 0;
+    return { user: body.user };
+  }
+
+  @Get('me')
+  me(@Req() req: SessionRequest) {
+    if (!req.session?.user) throw new UnauthorizedException();
+    return { user: req.session.user, visits: req.session.visits, blob: req.session.blob?.length };
+  }
+
+  @Post('visits')
+  @HttpCode(200)
+  visit(@Req() req: SessionRequest) {
+    if (!req.session?.user) throw new UnauthorizedException();
+    req.session.visits = (req.session.visits ?? 0) + 1;
+    return { visits: req.session.visits };
+  }
+
+  @Post('slow/visits')
+  @HttpCode(200)
+  async slowVisit(@Req() req: SessionRequest) {
+    if (!req.session?.user) throw new UnauthorizedException();
+    await this.gate.pass();
+    req.session.visits = (req.session.visits ?? 0) + 1;
+    return { visits: req.session.visits };
+  }
+
+  @Post('big')
+  @HttpCode(200)
+  big(@Req() req: SessionRequest, @Body() body: { size: number }) {
+    req.session.blob = 'x'.repeat(body.size);
+    return { size: body.size };
+  }
+
+  @Post('logout')
+  @HttpCode(204)
+  async logout(@Req() req: SessionRequest) {
+    if (req.session) await promisify((cb) => req.session.destroy(cb));
+  }
+
+  @Get('public')
+  open(@Req() req: SessionRequest) {
+    return { hasSession: req.session !== undefined };
+  }
+}
+
+/** The scenario app: the general cache (in memory here) next to the session memcached. */
+export function coreModule(url: string, options: Partial<SessionCacheOptions> = {}): DynamicModule {
+  return {
+    module: class CoreAppModule {},
+    imports: [
+      CacheModule.register(),
+      SessionCacheModule.forRoot(url, {
+        ...options,
+        session: { secret: 'core-e2e-secret', ...options.session },
+      }),
+    ],
+    controllers: [CoreController],
+    providers: [Gate, SessionInfo],
+  };
+}

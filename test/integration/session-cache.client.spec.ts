@@ -1,0 +1,132 @@
+import { SessionCache, SessionCacheError, SessionCacheUnavailableError } from '../../src';
+import { freePort, MemcachedProcess } from '../support/memcached.mjs';
+
+describe('SessionCache against a real memcached', () => {
+  let memcached: MemcachedProcess;
+  let cache: SessionCache;
+
+  beforeAll(async () => {
+    memcached = await MemcachedProcess.start();
+    cache = SessionCache.fromUrl(memcached.url);
+  });
+  afterAll(async () => {
+    await cache.close();
+    await memcached.stop();
+  });
+
+  it('gets, sets, adds, replaces, touches and deletes', async () => {
+    expect(await cache.get('k1')).toBeNull();
+    expect(await cache.replace('k1', 'x', 60)).toBe(false);
+    expect(await cache.touch('k1', 60)).toBe(false);
+    expect(await cache.get('k1')).toBeNull(); // touch and replace did not create it
+    expect(await cache.add('k1', 'one', 60)).toBe(true);
+    expect(await cache.add('k1', 'two', 60)).toBe(false);
+    expect((await cache.get('k1'))?.toString()).toBe('one');
+    expect(await cache.replace('k1', Buffer.from('three'), 60)).toBe(true);
+    await cache.set('k1', 'four', 60);
+    expect((await cache.get('k1'))?.toString()).toBe('four');
+    expect(await cache.touch('k1', 120)).toBe(true);
+    expect(await cache.delete('k1')).toBe(true);
+    expect(await cache.delete('k1')).toBe(false);
+    expect(await cache.get('k1')).toBeNull();
+  });
+
+  it('keeps an item with a 40-day TTL (sent as an absolute time)', async () => {
+    await cache.set('long', 'lives', 40 * 86_400);
+    expect((await cache.get('long'))?.toString()).toBe('lives');
+    expect(await cache.touch('long', 45 * 86_400)).toBe(true);
+    expect((await cache.get('long'))?.toString()).toBe('lives');
+  });
+
+  it('reports stats per server', async () => {
+    const stats = await cache.stats();
+    expect(Object.keys(stats)).toEqual([memcached.address]);
+    expect(Number(stats[memcached.address].pid)).toBe(memcached.pid);
+  });
+
+  it('refuses bad keys without a round trip', async () => {
+    await expect(cache.get('')).rejects.toThrow(SessionCacheError);
+    await expect(cache.get('x'.repeat(251))).rejects.toThrow(/1 to 250 bytes/);
+  });
+
+  it('reports a value over the item limit as a refusal, not as an outage', async () => {
+    const err = await cache.set('big', Buffer.alloc(2 * 1024 * 1024), 60).catch((e) => e);
+    expect(err).toBeInstanceOf(SessionCacheError);
+    expect(err).not.toBeInstanceOf(SessionCacheUnavailableError);
+    expect(err.message).toMatch(/too large/i);
+  });
+});
+
+describe('SessionCache when memcached is down or hung', () => {
+  it('rejects quickly with SessionCacheUnavailableError when nothing listens', async () => {
+    const port = await freePort();
+    const cache = SessionCache.fromUrl(`memcached://127.0.0.1:${port}`, { timeout: 300 });
+    const started = Date.now();
+    const err = await cache.get('k').catch((e) => e);
+    expect(err).toBeInstanceOf(SessionCacheUnavailableError);
+    expect(err.message).toContain(`127.0.0.1:${port}`);
+    expect(Date.now() - started).toBeLessThan(1000);
+    const stats = await cache.stats();
+    expect(stats[`127.0.0.1:${port}`].error).toBeDefined();
+    await cache.close();
+  });
+
+  it('settles within the time budget when memcached hangs (SIGSTOP), and recovers on SIGCONT', async () => {
+    const memcached = await MemcachedProcess.start();
+    const cache = SessionCache.fromUrl(memcached.url, { timeout: 200 });
+    try {
+      await cache.set('k', 'v', 60);
+      await memcached.pause();
+      const started = Date.now();
+      const results = await Promise.allSettled([
+        cache.get('k'),
+        cache.touch('k', 60),
+        cache.stats(),
+      ]);
+      const elapsed = Date.now() - started;
+      expect(results[0].status).toBe('rejected');
+      expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(
+        SessionCacheUnavailableError,
+      );
+      expect((results[0] as PromiseRejectedResult).reason.message).toMatch(
+        /no answer within 200 ms/,
+      );
+      expect(results[1].status).toBe('rejected');
+      expect(results[2].status).toBe('fulfilled');
+      // The bound is the budget plus timer slack, far below memjs's own retry schedule.
+      expect(elapsed).toBeLessThan(200 + 300);
+      await memcached.resume();
+      expect((await cache.get('k'))?.toString()).toBe('v');
+    } finally {
+      await memcached.resume();
+      await cache.close();
+      await memcached.stop();
+    }
+  });
+
+  it('serves again right after memcached is restarted', async () => {
+    const memcached = await MemcachedProcess.start();
+    const cache = SessionCache.fromUrl(memcached.url);
+    try {
+      await cache.set('k', 'v', 60);
+      await memcached.kill();
+      await expect(cache.get('k')).rejects.toBeInstanceOf(SessionCacheUnavailableError);
+      await memcached.restart();
+      // A restart empties memcached; the next call reconnects by itself.
+      expect(await cache.get('k')).toBeNull();
+      await cache.set('k', 'again', 60);
+      expect((await cache.get('k'))?.toString()).toBe('again');
+    } finally {
+      await cache.close();
+      await memcached.stop();
+    }
+  });
+
+  it('rejects calls after close and closes idempotently', async () => {
+    const cache = SessionCache.fromUrl('memcached://127.0.0.1:1');
+    await cache.close();
+    await cache.close();
+    expect(cache.closed).toBe(true);
+    await expect(cache.get('k')).rejects.toThrow(/closed/);
+  });
+});

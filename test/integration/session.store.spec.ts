@@ -1,0 +1,256 @@
+import { SessionCache, SessionStore, SessionTooLargeError } from '../../src';
+import type { SessionSerializer } from '../../src';
+import { MemcachedProcess, rawCommand } from '../support/memcached.mjs';
+import {
+  loadSession,
+  newSession,
+  RecordingLogger,
+  storeDestroy,
+  storeGet,
+  storeSet,
+  storeTouch,
+} from '../support/store';
+
+const DAY = 86_400;
+
+describe('SessionStore against a real memcached', () => {
+  let memcached: MemcachedProcess;
+  let cache: SessionCache;
+  let store: SessionStore;
+  let logger: RecordingLogger;
+  let n = 0;
+  const sid = () => `sid-${process.pid}-${++n}`;
+
+  /** Seconds memcached will keep `key`, read with the meta command `mg <key> t`. */
+  async function remainingTtl(key: string): Promise<number | null> {
+    const reply = await rawCommand(memcached.port, `mg ${key} t`, { until: /\r\n$/ });
+    const m = /^HD t(-?\d+)/.exec(reply);
+    return m ? Number(m[1]) : null;
+  }
+
+  async function stat(name: string): Promise<number> {
+    return Number((await memcached.stats())[name]);
+  }
+
+  beforeAll(async () => {
+    memcached = await MemcachedProcess.start();
+    cache = SessionCache.fromUrl(memcached.url);
+  });
+  beforeEach(() => {
+    logger = new RecordingLogger();
+    store = new SessionStore(cache, { ttl: 3600 }, logger);
+  });
+  afterAll(async () => {
+    await cache.close();
+    await memcached.kill();
+  });
+
+  describe('1. TTL from the cookie, else `ttl`', () => {
+    it('uses the cookie maxAge, rounded up to whole seconds', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { a: 1 }, { maxAge: 90_500 }));
+      const ttl = await remainingTtl(store.key(id));
+      expect(ttl).toBeGreaterThanOrEqual(90);
+      expect(ttl).toBeLessThanOrEqual(91);
+    });
+
+    it('stores at least 1 s for a sub-second maxAge', async () => {
+      const s = newSession(store, 'x', {}, { maxAge: 300 });
+      expect(store.ttlOf(s)).toBe(1);
+    });
+
+    it('uses `ttl` for a browser-session cookie (no maxAge/expires)', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { a: 1 }));
+      const ttl = await remainingTtl(store.key(id));
+      expect(ttl).toBeGreaterThan(3590);
+      expect(ttl).toBeLessThanOrEqual(3600);
+    });
+
+    it('keeps a session whose cookie lives 40 days (absolute expiry past 30 days)', async () => {
+      const id = sid();
+      await storeSet(
+        store,
+        id,
+        newSession(store, id, { user: 'long' }, { maxAge: 40 * DAY * 1000 }),
+      );
+      expect(await storeGet(store, id)).toMatchObject({ user: 'long' });
+      const ttl = await remainingTtl(store.key(id));
+      expect(ttl).toBeGreaterThan(40 * DAY - 10);
+      expect(ttl).toBeLessThanOrEqual(40 * DAY);
+      // touch sends the same kind of expiry
+      const loaded = (await loadSession(store, id))!;
+      await storeTouch(store, id, loaded);
+      expect(await remainingTtl(store.key(id))).toBeGreaterThan(40 * DAY - 10);
+    });
+  });
+
+  describe('2. expired cookies', () => {
+    it('never returns a session whose cookie expired, even if memcached still has it', async () => {
+      const id = sid();
+      const expired = newSession(store, id, { user: 'gone' }, { maxAge: 60_000 });
+      expired.cookie.expires = new Date(Date.now() - 1000);
+      await memcached.setRaw(store.key(id), JSON.stringify(expired), 600);
+      expect(await storeGet(store, id)).toBeNull();
+      // ...and it removed the stale copy
+      expect(await memcached.getRaw(store.key(id))).toBeNull();
+    });
+
+    it('deletes rather than writes a session whose cookie has expired', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'u' }, { maxAge: 60_000 }));
+      const loaded = (await loadSession(store, id))!;
+      loaded.cookie.expires = new Date(Date.now() - 1);
+      await storeSet(store, id, loaded);
+      expect(await memcached.getRaw(store.key(id))).toBeNull();
+      await storeTouch(store, id, loaded);
+      expect(await memcached.getRaw(store.key(id))).toBeNull();
+    });
+  });
+
+  describe('3. touch', () => {
+    it("refreshes the TTL with memcached's TOUCH and never re-sends the value", async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'u' }, { maxAge: 10_000 }));
+      const loaded = (await loadSession(store, id))!;
+      loaded.cookie.maxAge = 500_000; // express-session resets maxAge on every request (rolling)
+      const [sets, touches] = [await stat('cmd_set'), await stat('cmd_touch')];
+      await storeTouch(store, id, loaded);
+      expect(await stat('cmd_set')).toBe(sets);
+      expect(await stat('cmd_touch')).toBe(touches + 1);
+      expect(await remainingTtl(store.key(id))).toBeGreaterThan(490);
+    });
+
+    it('does not bring back a session that is gone', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'u' }));
+      const loaded = (await loadSession(store, id))!;
+      await storeDestroy(store, id);
+      await storeTouch(store, id, loaded);
+      expect(await storeGet(store, id)).toBeNull();
+    });
+  });
+
+  describe('4. no resurrection by a slow save after a parallel logout', () => {
+    it('drops the save of a session destroyed after it was loaded', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'u', visits: 1 }));
+      const slowRequest = (await loadSession(store, id))!; // request A loads the session
+      await storeDestroy(store, id); // request B logs out meanwhile
+      slowRequest.visits = 2; // request A modifies and saves afterwards
+      await storeSet(store, id, slowRequest);
+      expect(await storeGet(store, id)).toBeNull();
+      expect(await memcached.getRaw(store.key(id))).toBeNull();
+    });
+
+    it('stores a session created in this request (add) and updates a loaded one (replace)', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { v: 1 }));
+      const loaded = (await loadSession(store, id))!;
+      loaded.v = 2;
+      await storeSet(store, id, loaded);
+      await storeSet(store, id, loaded); // a second save in the same request still updates
+      expect(await storeGet(store, id)).toMatchObject({ v: 2 });
+    });
+  });
+
+  describe('5. oversized sessions', () => {
+    it('refuses a session over the limit before sending it and keeps the stored one', async () => {
+      const small = new SessionStore(cache, { maxSessionSize: 2000 }, logger);
+      const id = sid();
+      await storeSet(small, id, newSession(small, id, { user: 'u' }));
+      const loaded = (await loadSession(small, id))!;
+      loaded.blob = 'x'.repeat(5000);
+      const sets = await stat('cmd_set');
+      const err = await storeSet(small, id, loaded).catch((e) => e);
+      expect(err).toBeInstanceOf(SessionTooLargeError);
+      expect(err.size).toBeGreaterThan(5000);
+      expect(err.limit).toBe(2000);
+      expect(err.message).toMatch(/\d+ bytes serialized, over the limit of 2000 bytes/);
+      expect(await stat('cmd_set')).toBe(sets); // nothing was sent
+      expect(await storeGet(small, id)).toMatchObject({ user: 'u' });
+      expect(await storeGet(small, id)).not.toHaveProperty('blob');
+    });
+
+    it("defaults to a limit that memcached's default 1 MB item size accepts", async () => {
+      const id = sid();
+      const justUnder = newSession(store, id, {});
+      const overhead = JSON.stringify({ ...justUnder, blob: '' }).length;
+      justUnder.blob = 'y'.repeat(store.maxSessionSize - overhead);
+      await storeSet(store, id, justUnder);
+      expect((await loadSession(store, id))?.blob).toHaveLength(store.maxSessionSize - overhead);
+      const over = (await loadSession(store, id))!;
+      over.blob += 'z';
+      await expect(storeSet(store, id, over)).rejects.toBeInstanceOf(SessionTooLargeError);
+      expect((await loadSession(store, id))?.blob).toHaveLength(store.maxSessionSize - overhead);
+    });
+  });
+
+  describe('6. corrupt stored values', () => {
+    it.each([
+      ['not JSON', '{"cookie": {"originalMaxAge":'],
+      ['a JSON array', '[1,2,3]'],
+      ['JSON without cookie', '{"user":"u"}'],
+      ['a JSON string', '"hello"'],
+      ['binary garbage', Buffer.from([0xff, 0x00, 0xfe, 0x81])],
+    ])('treats %s as no session, warns without the session id', async (_what, raw) => {
+      const id = sid();
+      await memcached.setRaw(store.key(id), raw, 60);
+      expect(await storeGet(store, id)).toBeNull();
+      expect(logger.warnings).toHaveLength(1);
+      expect(logger.warnings[0]).toMatch(/Ignored a stored session/);
+      expect(logger.warnings[0]).not.toContain(id);
+    });
+  });
+
+  describe('7. pluggable serialization', () => {
+    it('stores JSON by default', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'json' }));
+      expect(JSON.parse(String(await memcached.getRaw(store.key(id))))).toMatchObject({
+        user: 'json',
+      });
+    });
+
+    it('uses a custom serializer both ways', async () => {
+      const tagged: SessionSerializer = {
+        stringify: (s) => `v1:${Buffer.from(JSON.stringify(s)).toString('base64')}`,
+        parse: (raw) => {
+          const text = raw.toString();
+          if (!text.startsWith('v1:')) throw new Error('unknown format');
+          return JSON.parse(Buffer.from(text.slice(3), 'base64').toString());
+        },
+      };
+      const custom = new SessionStore(cache, { serializer: tagged, prefix: 'custom:' }, logger);
+      const id = sid();
+      await storeSet(custom, id, newSession(custom, id, { user: 'b64' }));
+      expect(String(await memcached.getRaw(`custom:${id}`))).toMatch(/^v1:/);
+      expect(await storeGet(custom, id)).toMatchObject({ user: 'b64' });
+      await memcached.setRaw(`custom:${id}`, '{"cookie":{}}', 60);
+      expect(await storeGet(custom, id)).toBeNull();
+      expect(logger.warnings[0]).toMatch(/could not be decoded \(Error\)/);
+    });
+  });
+
+  it('calls back asynchronously with errors as the first argument when memcached is down', async () => {
+    const down = new SessionStore(SessionCache.fromUrl('memcached://127.0.0.1:1'), {}, logger);
+    const calls: unknown[][] = [];
+    await new Promise<void>((resolve) =>
+      down.get('x', (...args) => {
+        calls.push(args);
+        resolve();
+      }),
+    );
+    expect(calls).toHaveLength(1);
+    expect((calls[0][0] as Error).name).toBe('SessionCacheUnavailableError');
+    await down.client.close();
+  });
+
+  it('rejects bad options with clear errors', () => {
+    expect(() => new SessionStore(cache, { ttl: 0 })).toThrow(/ttl must be a whole number/);
+    expect(() => new SessionStore(cache, { maxSessionSize: -1 })).toThrow(/maxSessionSize/);
+    expect(
+      () => new SessionStore(cache, { serializer: {} as unknown as SessionSerializer }),
+    ).toThrow(/serializer must have stringify\(\) and parse\(\)/);
+  });
+});
