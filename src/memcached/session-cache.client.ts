@@ -48,6 +48,8 @@ export class SessionCache {
   readonly timeout: number;
   readonly #client: Client;
   readonly #label: string;
+  /** memjs's "host:port" → our `servers` entry. */
+  readonly #names: Map<string, string>;
   #closed = false;
 
   constructor(servers: readonly MemcachedServerAddress[], options: SessionCacheClientOptions = {}) {
@@ -62,6 +64,7 @@ export class SessionCache {
     }
     this.timeout = timeout;
     this.servers = servers.map(formatServer);
+    this.#names = new Map(servers.map((s, i) => [`${s.host}:${s.port}`, this.servers[i]]));
     this.#label = this.servers.length === 1 ? this.servers[0] : `(${this.servers.join(', ')})`;
     const logger = options.logger;
     const serverOptions = {
@@ -155,22 +158,23 @@ export class SessionCache {
     return new Promise((resolve) => {
       const result: Record<string, Record<string, string>> = {};
       let pending = this.servers.length;
-      const finish = () => {
+      const finish = (missing: string) => {
         clearTimeout(timer);
-        for (const s of this.servers) result[s] ??= { error: 'no answer within the time budget' };
+        for (const s of this.servers) result[s] ??= { error: missing };
         resolve(result);
       };
-      const timer = setTimeout(finish, this.timeout);
-      if (this.#closed) return finish();
+      const timer = setTimeout(() => finish('no answer within the time budget'), this.timeout);
+      if (this.#closed) return finish('the client is closed');
       try {
         this.#client.stats((err, server, stats) => {
-          if (server in result) return;
-          result[server] = err ? { error: describe(err) } : (stats as Record<string, string>);
-          if (--pending === 0) finish();
+          // memjs names a server "host:port" even for IPv6 hosts; use our own names.
+          const name = this.#names.get(server) ?? server;
+          if (name in result) return;
+          result[name] = err ? { error: describe(err) } : (stats as Record<string, string>);
+          if (--pending === 0) finish('no answer');
         });
       } catch (err) {
-        for (const s of this.servers) result[s] = { error: describe(err) };
-        finish();
+        finish(describe(err));
       }
     });
   }

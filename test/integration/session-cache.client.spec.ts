@@ -57,6 +57,23 @@ describe('SessionCache against a real memcached', () => {
   });
 });
 
+describe('SessionCache on IPv6', () => {
+  it('names an IPv6 server as in the URL, also in stats', async () => {
+    const memcached = await MemcachedProcess.start({ host: '::1' });
+    const cache = SessionCache.fromUrl(memcached.url);
+    try {
+      expect(cache.servers).toEqual([`[::1]:${memcached.port}`]);
+      await cache.set('k', 'v', 60);
+      const stats = await cache.stats();
+      expect(Object.keys(stats)).toEqual([`[::1]:${memcached.port}`]);
+      expect(stats[`[::1]:${memcached.port}`].curr_items).toBe('1');
+    } finally {
+      await cache.close();
+      await memcached.kill();
+    }
+  });
+});
+
 describe('SessionCache when memcached is down or hung', () => {
   it('rejects quickly with SessionCacheUnavailableError when nothing listens', async () => {
     const port = await freePort();
@@ -128,5 +145,6 @@ describe('SessionCache when memcached is down or hung', () => {
     await cache.close();
     expect(cache.closed).toBe(true);
     await expect(cache.get('k')).rejects.toThrow(/closed/);
+    expect(await cache.stats()).toEqual({ '127.0.0.1:1': { error: 'the client is closed' } });
   });
 });

@@ -3,9 +3,11 @@ export declare function freePort(): Promise<number>;
 export declare function rawCommand(
   port: number,
   command: string,
-  options?: { until?: RegExp },
+  options?: { until?: RegExp; host?: string },
 ): Promise<string>;
 export interface MemcachedStartOptions {
+  /** Listen address. Default 127.0.0.1. */
+  host?: string;
   memoryMb?: number;
   maxItemSize?: string;
   args?: string[];
@@ -13,6 +15,7 @@ export interface MemcachedStartOptions {
 }
 export declare class MemcachedProcess {
   readonly port: number;
+  readonly host: string;
   static start(options?: MemcachedStartOptions): Promise<MemcachedProcess>;
   get url(): string;
   get address(): string;

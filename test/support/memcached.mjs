@@ -36,9 +36,9 @@ export async function freePort() {
   return port;
 }
 
-function canConnect(port) {
+function canConnect(port, host = '127.0.0.1') {
   return new Promise((resolve) => {
-    const socket = net.connect({ port, host: '127.0.0.1' });
+    const socket = net.connect({ port, host });
     socket.once('connect', () => {
       socket.destroy();
       resolve(true);
@@ -70,10 +70,10 @@ function processState(pid) {
 export function rawCommand(
   port,
   command,
-  { until = /(END|OK|ERROR|STORED|DELETED|NOT_FOUND|TOUCHED)\r\n$/ } = {},
+  { until = /(END|OK|ERROR|STORED|DELETED|NOT_FOUND|TOUCHED)\r\n$/, host = '127.0.0.1' } = {},
 ) {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1' });
+    const socket = net.connect({ port, host });
     let reply = '';
     const timer = setTimeout(() => {
       socket.destroy();
@@ -95,16 +95,17 @@ export function rawCommand(
   });
 }
 
-/** A memcached child process on 127.0.0.1. */
+/** A memcached child process on a loopback address (127.0.0.1 unless told otherwise). */
 export class MemcachedProcess {
   #child = null;
   #args;
   #bin;
 
-  constructor(bin, port, args) {
+  constructor(bin, port, args, host = '127.0.0.1') {
     this.#bin = bin;
     this.port = port;
     this.#args = args;
+    this.host = host;
   }
 
   /**
@@ -116,7 +117,7 @@ export class MemcachedProcess {
     if (!bin) throw new Error(INSTALL_HINT);
     const args = [
       '-l',
-      '127.0.0.1',
+      options.host ?? '127.0.0.1',
       '-U',
       '0',
       '-m',
@@ -129,7 +130,7 @@ export class MemcachedProcess {
     ];
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
-      const proc = new MemcachedProcess(bin, port, args);
+      const proc = new MemcachedProcess(bin, port, args, options.host);
       proc.env = options.env;
       try {
         await proc.#spawn();
@@ -140,14 +141,14 @@ export class MemcachedProcess {
     }
   }
 
-  /** `memcached://127.0.0.1:<port>` */
+  /** `memcached://127.0.0.1:<port>` (IPv6 hosts in brackets) */
   get url() {
-    return `memcached://127.0.0.1:${this.port}`;
+    return `memcached://${this.address}`;
   }
 
-  /** `127.0.0.1:<port>` */
+  /** `127.0.0.1:<port>` (IPv6 hosts in brackets) */
   get address() {
-    return `127.0.0.1:${this.port}`;
+    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
   }
 
   get running() {
@@ -176,7 +177,7 @@ export class MemcachedProcess {
         async () => {
           if (exited)
             throw new Error(`memcached exited at start on port ${this.port}: ${stderr.trim()}`);
-          return canConnect(this.port);
+          return canConnect(this.port, this.host);
         },
         5000,
         `memcached on port ${this.port}`,
@@ -237,12 +238,12 @@ export class MemcachedProcess {
 
   /** `flush_all` over the text protocol. */
   async flush() {
-    await rawCommand(this.port, 'flush_all');
+    await rawCommand(this.port, 'flush_all', { host: this.host });
   }
 
   /** Current `stats` as a name → value map. */
   async stats() {
-    const reply = await rawCommand(this.port, 'stats', { until: /END\r\n$/ });
+    const reply = await rawCommand(this.port, 'stats', { until: /END\r\n$/, host: this.host });
     const stats = {};
     for (const line of reply.split('\r\n')) {
       const [tag, name, value] = line.split(' ');
@@ -253,7 +254,7 @@ export class MemcachedProcess {
 
   /** The raw value stored under `key`, or null. */
   async getRaw(key) {
-    const reply = await rawCommand(this.port, `get ${key}`, { until: /END\r\n$/ });
+    const reply = await rawCommand(this.port, `get ${key}`, { until: /END\r\n$/, host: this.host });
     const m = /^VALUE \S+ \d+ (\d+)\r\n/.exec(reply);
     if (!m) return null;
     const start = reply.indexOf('\r\n') + 2;
@@ -266,6 +267,7 @@ export class MemcachedProcess {
     const reply = await rawCommand(
       this.port,
       `set ${key} 0 ${exptime} ${buf.length}\r\n${buf.toString('latin1')}\r\n`,
+      { host: this.host },
     );
     if (!reply.startsWith('STORED')) throw new Error(`memcached refused set: ${reply.trim()}`);
   }

@@ -1,42 +1,13 @@
-import type { INestApplication, LoggerService } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { CACHE_MANAGER } from '@nestjs/cache-manager';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { getSessionCacheToken, SESSION_CACHE, SessionCache, SessionStore } from '../../../src';
 import type { SessionCacheOptions } from '../../../src';
-import { MemcachedProcess } from '../../support/memcached.mjs';
+import { cookieFrom, cookieAttributes, sessionIdOf } from '../../support/http';
+import { CapturingLogger } from '../../support/logger';
+import { MemcachedProcess, rawCommand } from '../../support/memcached.mjs';
 import { coreModule, Gate, SessionInfo } from './core.module';
-
-/** Keeps what the app logs, so tests can check warnings (and that no session id leaks). */
-class CapturingLogger implements LoggerService {
-  readonly lines: string[] = [];
-  log(m: unknown) {
-    this.lines.push(String(m));
-  }
-  error(m: unknown) {
-    this.lines.push(String(m));
-  }
-  warn(m: unknown) {
-    this.lines.push(String(m));
-  }
-  debug(m: unknown) {
-    this.lines.push(String(m));
-  }
-  verbose() {}
-}
-
-/** The session cookie ("connect.sid=…") of a response. */
-function cookieOf(res: request.Response): string {
-  const header = res.headers['set-cookie'] as unknown as string[] | undefined;
-  const cookie = header?.find((c) => c.startsWith('connect.sid='));
-  if (!cookie) throw new Error(`no session cookie in response ${res.status}`);
-  return cookie.split(';')[0];
-}
-
-/** The session id inside a signed cookie value. */
-function sidOf(cookie: string): string {
-  return decodeURIComponent(cookie.slice('connect.sid='.length)).slice(2).split('.')[0];
-}
 
 async function startApp(url: string, options: Partial<SessionCacheOptions> = {}) {
   const moduleRef = await Test.createTestingModule({
@@ -50,7 +21,7 @@ async function startApp(url: string, options: Partial<SessionCacheOptions> = {})
 
 async function login(app: INestApplication, user = 'ada'): Promise<string> {
   const res = await request(app.getHttpServer()).post('/login').send({ user }).expect(200);
-  return cookieOf(res);
+  return cookieFrom(res);
 }
 
 describe('SessionCacheModule e2e (real memcached)', () => {
@@ -69,14 +40,14 @@ describe('SessionCacheModule e2e (real memcached)', () => {
 
   it('persists a session across requests (Set-Cookie replayed)', async () => {
     const res = await request(app.getHttpServer()).post('/login').send({ user: 'ada' }).expect(200);
-    const setCookie = (res.headers['set-cookie'] as unknown as string[])[0];
-    expect(setCookie).toMatch(/HttpOnly/);
-    expect(setCookie).toMatch(/SameSite=Lax/);
-    const cookie = cookieOf(res);
+    const attributes = cookieAttributes(res);
+    expect(attributes).toHaveProperty('httponly');
+    expect(attributes?.samesite).toBe('Lax');
+    const cookie = cookieFrom(res);
     await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
     const me = await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
     expect(me.body).toEqual({ user: 'ada', visits: 1 });
-    const stored = await memcached.getRaw(`sess:${sidOf(cookie)}`);
+    const stored = await memcached.getRaw(`sess:${sessionIdOf(cookie)}`);
     expect(JSON.parse(String(stored))).toMatchObject({ user: 'ada', visits: 1 });
   });
 
@@ -109,19 +80,19 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     const cookie = await login(app);
     await request(app.getHttpServer()).post('/logout').set('Cookie', cookie).expect(204);
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
-    expect(await memcached.getRaw(`sess:${sidOf(cookie)}`)).toBeNull();
+    expect(await memcached.getRaw(`sess:${sessionIdOf(cookie)}`)).toBeNull();
   });
 
   it('login regenerates the session id (the pre-login session is dead)', async () => {
     const first = await login(app, 'before');
-    const second = cookieOf(
+    const second = cookieFrom(
       await request(app.getHttpServer())
         .post('/login')
         .set('Cookie', first)
         .send({ user: 'after' })
         .expect(200),
     );
-    expect(sidOf(second)).not.toBe(sidOf(first));
+    expect(sessionIdOf(second)).not.toBe(sessionIdOf(first));
     await request(app.getHttpServer()).get('/me').set('Cookie', first).expect(401);
     expect((await request(app.getHttpServer()).get('/me').set('Cookie', second)).body.user).toBe(
       'after',
@@ -137,7 +108,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     gate.open();
     await slow; // it modifies the session and saves it after the logout
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
-    expect(await memcached.getRaw(`sess:${sidOf(cookie)}`)).toBeNull();
+    expect(await memcached.getRaw(`sess:${sessionIdOf(cookie)}`)).toBeNull();
   });
 
   it('5. answers 413 for an oversized session and keeps the stored one intact', async () => {
@@ -155,7 +126,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
 
   it('6. treats a corrupt stored value as no session, with a warning that names no id', async () => {
     const cookie = await login(app);
-    const sid = sidOf(cookie);
+    const sid = sessionIdOf(cookie);
     await memcached.setRaw(`sess:${sid}`, '{"cookie":', 600);
     logger.lines.length = 0;
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
@@ -166,7 +137,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
 
   it('2. never serves a session whose cookie expired, even while memcached still has it', async () => {
     const cookie = await login(app);
-    const key = `sess:${sidOf(cookie)}`;
+    const key = `sess:${sessionIdOf(cookie)}`;
     const data = JSON.parse(String(await memcached.getRaw(key)));
     data.cookie.expires = new Date(Date.now() - 1000).toISOString();
     await memcached.setRaw(key, JSON.stringify(data), 600);
@@ -189,9 +160,9 @@ describe('cookie lifetimes (e2e)', () => {
       const cookie = await login(app);
       await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
       await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
-      const meta = await import('../../support/memcached.mjs').then((m) =>
-        m.rawCommand(memcached.port, `mg sess:${sidOf(cookie)} t`, { until: /\r\n$/ }),
-      );
+      const meta = await rawCommand(memcached.port, `mg sess:${sessionIdOf(cookie)} t`, {
+        until: /\r\n$/,
+      });
       const ttl = Number(/^HD t(\d+)/.exec(meta)?.[1]);
       expect(ttl).toBeGreaterThan(40 * 86_400 - 10);
     } finally {
@@ -219,7 +190,7 @@ describe('failure behaviour (e2e)', () => {
       expect(JSON.stringify(res.body)).not.toContain(memcached.address);
       expect(Date.now() - started).toBeLessThan(1000);
       expect(logger.lines.some((l) => l.includes('Answering 503'))).toBe(true);
-      expect(logger.lines.join('\n')).not.toContain(sidOf(cookie));
+      expect(logger.lines.join('\n')).not.toContain(sessionIdOf(cookie));
 
       await memcached.restart(); // empty after a restart: the user must log in again
       await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);

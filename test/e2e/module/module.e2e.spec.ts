@@ -16,6 +16,7 @@ import {
   SessionStore,
 } from '../../../src';
 import type { SessionCacheModuleOptions, SessionCacheOptionsFactory } from '../../../src';
+import { cookieFrom } from '../../support/http';
 import { MemcachedProcess } from '../../support/memcached.mjs';
 
 @Controller()
@@ -44,10 +45,6 @@ async function boot(module: DynamicModule): Promise<INestApplication> {
   const app = ref.createNestApplication({ logger: false });
   await app.init();
   return app;
-}
-
-function cookieOf(res: request.Response): string {
-  return ((res.headers['set-cookie'] as unknown as string[]) ?? [])[0]?.split(';')[0] ?? '';
 }
 
 describe('SessionCacheModule registration', () => {
@@ -157,7 +154,7 @@ describe('SessionCacheModule registration', () => {
       );
       try {
         const res = await request(app.getHttpServer()).post('/write').expect(201);
-        const read = await request(app.getHttpServer()).get('/read').set('Cookie', cookieOf(res));
+        const read = await request(app.getHttpServer()).get('/read').set('Cookie', cookieFrom(res));
         expect(read.body).toEqual({ hasSession: true, n: 1 });
         expect(app.get(SessionStore).prefix).toBe('async:');
         expect(Number((await memcached.stats()).curr_items)).toBeGreaterThan(0);
@@ -175,7 +172,7 @@ describe('SessionCacheModule registration', () => {
         const res = await request(app.getHttpServer()).post('/write').expect(201);
         await request(app.getHttpServer())
           .get('/read')
-          .set('Cookie', cookieOf(res))
+          .set('Cookie', cookieFrom(res))
           .expect(200, { hasSession: true, n: 1 });
       } finally {
         await app.close();
@@ -252,7 +249,7 @@ describe('SessionCacheModule registration', () => {
         const res = await request(wired.getHttpServer()).post('/write').expect(201);
         await request(wired.getHttpServer())
           .get('/read')
-          .set('Cookie', cookieOf(res))
+          .set('Cookie', cookieFrom(res))
           .expect(200, { hasSession: true, n: 1 });
       } finally {
         await wired.close();

@@ -1,0 +1,39 @@
+import { BadRequestException, Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { destroy, regenerate, SESSION_COOKIE, SessionUser } from './session';
+
+interface LoginBody {
+  username?: unknown;
+}
+
+@Controller()
+export class AuthController {
+  /**
+   * Logs in as `username` (no password: this is a demo). The session id is regenerated first, so
+   * an id handed out before login (or planted by an attacker) is worth nothing afterwards.
+   */
+  @Post('login')
+  @HttpCode(200)
+  async login(@Req() req: Request, @Body() body: LoginBody = {}): Promise<{ user: SessionUser }> {
+    const username = typeof body.username === 'string' ? body.username.trim() : '';
+    if (username === '' || username.length > 64) {
+      throw new BadRequestException('username must be a non-empty string of at most 64 characters');
+    }
+    const session = await regenerate(req);
+    session.user = { username, loggedInAt: new Date().toISOString() };
+    // The library saves the modified session before this response is sent.
+    return { user: session.user };
+  }
+
+  /** Deletes the session from memcached B and tells the browser to drop the cookie. */
+  @Post('logout')
+  @HttpCode(200)
+  async logout(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<{ loggedOut: true }> {
+    await destroy(req);
+    res.clearCookie(SESSION_COOKIE, { path: '/' });
+    return { loggedOut: true };
+  }
+}
