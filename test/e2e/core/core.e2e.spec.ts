@@ -143,6 +143,51 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     await memcached.setRaw(key, JSON.stringify(data), 600);
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
   });
+  it('3. refreshes an unmodified session with TOUCH and never re-sends it', async () => {
+    const { app: rolling } = await startApp(memcached.url, {
+      session: { secret: 's', cookie: { maxAge: 3_600_000 } },
+    });
+    try {
+      const cookie = await login(rolling);
+      const key = `sess:${sessionIdOf(cookie)}`;
+      const ttl = async () =>
+        Number(
+          /^HD t(\d+)/.exec(
+            await rawCommand(memcached.port, `mg ${key} t`, { until: /\r\n$/ }),
+          )?.[1],
+        );
+      await rawCommand(memcached.port, `touch ${key} 5`); // as if the session were about to expire
+      expect(await ttl()).toBeLessThanOrEqual(5);
+      const before = await memcached.stats();
+      await request(rolling.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+      const after = await memcached.stats();
+      expect(Number(after.cmd_touch)).toBe(Number(before.cmd_touch) + 1);
+      expect(Number(after.cmd_set)).toBe(Number(before.cmd_set));
+      expect(await ttl()).toBeGreaterThan(3590);
+    } finally {
+      await rolling.close();
+    }
+  });
+
+  it('7. stores sessions with a custom serializer given in the module options', async () => {
+    const { app: custom } = await startApp(memcached.url, {
+      prefix: 'b64:',
+      serializer: {
+        stringify: (s) => Buffer.from(JSON.stringify(s)).toString('base64'),
+        parse: (raw) => JSON.parse(Buffer.from(raw.toString(), 'base64').toString()),
+      },
+    });
+    try {
+      const cookie = await login(custom, 'grace');
+      const raw = String(await memcached.getRaw(`b64:${sessionIdOf(cookie)}`));
+      expect(raw).toMatch(/^[A-Za-z0-9+/=]+$/);
+      expect(JSON.parse(Buffer.from(raw, 'base64').toString())).toMatchObject({ user: 'grace' });
+      const me = await request(custom.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+      expect(me.body.user).toBe('grace');
+    } finally {
+      await custom.close();
+    }
+  });
 });
 
 describe('cookie lifetimes (e2e)', () => {
