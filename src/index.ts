@@ -29,7 +29,7 @@ export type {
   ParsedSessionCacheUrl,
   SessionCacheUrlOptions,
 } from './memcached/url';
-export { toMemcachedExpiry, MAX_RELATIVE_EXPIRY } from './memcached/expiry';
+export { toMemcachedExpiry, MAX_RELATIVE_EXPIRY, MAX_ABSOLUTE_EXPIRY } from './memcached/expiry';
 export { jsonSessionSerializer } from './session.serializer';
 export type { SessionSerializer } from './session.serializer';
 export {

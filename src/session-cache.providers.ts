@@ -47,6 +47,15 @@ function checkSecret(secret: unknown): void {
   );
 }
 
+type CookieSetting = SessionCacheSessionOptions['cookie'];
+const COOKIE_DEFAULTS = { httpOnly: true, sameSite: 'lax' } as const;
+
+/** httpOnly and SameSite=Lax unless the app says otherwise (also for a per-request cookie function). */
+function withCookieDefaults(cookie: CookieSetting): CookieSetting {
+  if (typeof cookie === 'function') return (req) => ({ ...COOKIE_DEFAULTS, ...cookie(req) });
+  return { ...COOKIE_DEFAULTS, ...cookie };
+}
+
 /** Validates options and applies the defaults. Throws {@link SessionCacheConfigError}. */
 export function resolveSessionCacheOptions(
   options: SessionCacheModuleOptions,
@@ -89,7 +98,7 @@ export function resolveSessionCacheOptions(
       resave: false,
       saveUninitialized: false,
       ...session,
-      cookie: { httpOnly: true, sameSite: 'lax', ...session.cookie },
+      cookie: withCookieDefaults(session.cookie),
     },
   };
 }

@@ -1,4 +1,4 @@
-import { MAX_RELATIVE_EXPIRY, toMemcachedExpiry } from '../../src';
+import { MAX_ABSOLUTE_EXPIRY, MAX_RELATIVE_EXPIRY, toMemcachedExpiry } from '../../src';
 
 describe('toMemcachedExpiry', () => {
   const now = Date.UTC(2026, 10, 26, 12, 0, 0);
@@ -16,6 +16,11 @@ describe('toMemcachedExpiry', () => {
     expect(toMemcachedExpiry(MAX_RELATIVE_EXPIRY + 1, now)).toBe(
       now / 1000 + MAX_RELATIVE_EXPIRY + 1,
     );
+  });
+
+  it('caps absolute times at what the protocol carries (year 2106)', () => {
+    expect(toMemcachedExpiry(200 * 365 * 86_400, now)).toBe(MAX_ABSOLUTE_EXPIRY);
+    expect(toMemcachedExpiry(Number.MAX_SAFE_INTEGER, now)).toBe(MAX_ABSOLUTE_EXPIRY);
   });
 
   it('maps no TTL to 0 (no expiry)', () => {
