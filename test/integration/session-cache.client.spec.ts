@@ -111,7 +111,7 @@ describe('SessionCache when memcached is down or hung', () => {
       expect(results[1].status).toBe('rejected');
       expect(results[2].status).toBe('fulfilled');
       // The bound is the budget plus timer slack, far below memjs's own retry schedule.
-      expect(elapsed).toBeLessThan(200 + 300);
+      expect(elapsed).toBeLessThan(1000);
       await memcached.resume();
       expect((await cache.get('k'))?.toString()).toBe('v');
     } finally {

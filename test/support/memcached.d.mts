@@ -28,6 +28,7 @@ export declare class MemcachedProcess {
   resume(): Promise<void>;
   flush(): Promise<void>;
   stats(): Promise<Record<string, string>>;
+  clients(): Promise<string[]>;
   getRaw(key: string): Promise<Buffer | null>;
   setRaw(key: string, value: string | Buffer, exptime?: number): Promise<void>;
 }

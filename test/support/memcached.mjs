@@ -252,6 +252,40 @@ export class MemcachedProcess {
     return stats;
   }
 
+  /**
+   * The client connections memcached has open (peer `host:port` of each), not counting the one
+   * that asks (`stats conns`).
+   */
+  clients() {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ port: this.port, host: this.host });
+      let reply = '';
+      socket.once('error', reject);
+      socket.once('connect', () => socket.write('stats conns\r\n'));
+      socket.on('data', (chunk) => {
+        reply += chunk.toString('latin1');
+        if (!/END\r\n$/.test(reply)) return;
+        socket.end();
+        const own = `${socket.localAddress}:${socket.localPort}`;
+        const byFd = new Map();
+        for (const line of reply.split('\r\n')) {
+          const m = /^STAT (\d+):(\w+) (.*)$/.exec(line);
+          if (!m) continue;
+          const entry = byFd.get(m[1]) ?? {};
+          entry[m[2]] = m[3];
+          byFd.set(m[1], entry);
+        }
+        const peers = [...byFd.values()]
+          .filter((c) => c.state !== 'conn_listening' && c.addr?.startsWith('tcp:'))
+          .map((c) => c.addr.slice(4))
+          .filter(
+            (addr) => addr !== own && addr !== `[${socket.localAddress}]:${socket.localPort}`,
+          );
+        resolve(peers);
+      });
+    });
+  }
+
   /** The raw value stored under `key`, or null. */
   async getRaw(key) {
     const reply = await rawCommand(this.port, `get ${key}`, { until: /END\r\n$/, host: this.host });
