@@ -1,4 +1,10 @@
-import { SessionCache, SessionCacheError, SessionCacheUnavailableError } from '../../src';
+import { inspect } from 'node:util';
+import {
+  SessionCache,
+  SessionCacheError,
+  SessionCacheUnavailableError,
+  SessionStore,
+} from '../../src';
 import { freePort, MemcachedProcess } from '../support/memcached.mjs';
 
 describe('SessionCache against a real memcached', () => {
@@ -137,6 +143,21 @@ describe('SessionCache when memcached is down or hung', () => {
       await cache.close();
       await memcached.stop();
     }
+  });
+
+  it('keeps the password out of inspection, JSON and errors', async () => {
+    const port = await freePort();
+    const cache = SessionCache.fromUrl(`memcached://app:pw-s3cr3t@127.0.0.1:${port}`, {
+      timeout: 200,
+    });
+    const store = new SessionStore(cache);
+    expect(inspect(cache, { depth: 20, showHidden: true })).not.toContain('pw-s3cr3t');
+    expect(inspect(store, { depth: 20, showHidden: true })).not.toContain('pw-s3cr3t');
+    expect(JSON.stringify(cache)).not.toContain('pw-s3cr3t');
+    const err = await cache.get('k').catch((e) => e);
+    expect(err).toBeInstanceOf(SessionCacheUnavailableError);
+    expect(`${err.message} ${err.stack} ${inspect(err, { depth: 20 })}`).not.toContain('pw-s3cr3t');
+    await cache.close();
   });
 
   it('rejects calls after close and closes idempotently', async () => {

@@ -163,6 +163,29 @@ describe('SessionCacheModule registration', () => {
       }
     });
 
+    it('takes options from an existing provider (useExisting)', async () => {
+      @Module({ providers: [OptionsFactory], exports: [OptionsFactory] })
+      class OptionsModule {}
+      const app = await boot(
+        appModule(
+          SessionCacheModule.forRootAsync({
+            imports: [OptionsModule],
+            useExisting: OptionsFactory,
+          }),
+        ),
+      );
+      try {
+        expect(app.get(SessionStore).prefix).toBe('cls:');
+        const res = await request(app.getHttpServer()).post('/write').expect(201);
+        await request(app.getHttpServer())
+          .get('/read')
+          .set('Cookie', cookieFrom(res))
+          .expect(200, { hasSession: true, n: 1 });
+      } finally {
+        await app.close();
+      }
+    });
+
     it('takes options from a useClass factory', async () => {
       const app = await boot(
         appModule(SessionCacheModule.forRootAsync({ useClass: OptionsFactory })),
