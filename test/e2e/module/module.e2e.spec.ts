@@ -47,6 +47,21 @@ async function boot(module: DynamicModule): Promise<INestApplication> {
   return app;
 }
 
+/** Boots `module`, checks the store prefix and that a session written by one request is read by the next. */
+async function expectRoundTrip(module: DynamicModule, prefix: string): Promise<void> {
+  const app = await boot(module);
+  try {
+    expect(app.get(SessionStore).prefix).toBe(prefix);
+    const res = await request(app.getHttpServer()).post('/write').expect(201);
+    await request(app.getHttpServer())
+      .get('/read')
+      .set('Cookie', cookieFrom(res))
+      .expect(200, { hasSession: true, n: 1 });
+  } finally {
+    await app.close();
+  }
+}
+
 describe('SessionCacheModule registration', () => {
   let memcached: MemcachedProcess;
   beforeAll(async () => {
@@ -139,7 +154,7 @@ describe('SessionCacheModule registration', () => {
     }
 
     it('takes { url, ...options } from a factory with injected dependencies', async () => {
-      const app = await boot(
+      await expectRoundTrip(
         appModule(
           SessionCacheModule.forRootAsync({
             imports: [ConfigModule],
@@ -151,55 +166,29 @@ describe('SessionCacheModule registration', () => {
             }),
           }),
         ),
+        'async:',
       );
-      try {
-        const res = await request(app.getHttpServer()).post('/write').expect(201);
-        const read = await request(app.getHttpServer()).get('/read').set('Cookie', cookieFrom(res));
-        expect(read.body).toEqual({ hasSession: true, n: 1 });
-        expect(app.get(SessionStore).prefix).toBe('async:');
-        expect(Number((await memcached.stats()).curr_items)).toBeGreaterThan(0);
-      } finally {
-        await app.close();
-      }
     });
 
     it('takes options from an existing provider (useExisting)', async () => {
       @Module({ providers: [OptionsFactory], exports: [OptionsFactory] })
       class OptionsModule {}
-      const app = await boot(
+      await expectRoundTrip(
         appModule(
           SessionCacheModule.forRootAsync({
             imports: [OptionsModule],
             useExisting: OptionsFactory,
           }),
         ),
+        'cls:',
       );
-      try {
-        expect(app.get(SessionStore).prefix).toBe('cls:');
-        const res = await request(app.getHttpServer()).post('/write').expect(201);
-        await request(app.getHttpServer())
-          .get('/read')
-          .set('Cookie', cookieFrom(res))
-          .expect(200, { hasSession: true, n: 1 });
-      } finally {
-        await app.close();
-      }
     });
 
     it('takes options from a useClass factory', async () => {
-      const app = await boot(
+      await expectRoundTrip(
         appModule(SessionCacheModule.forRootAsync({ useClass: OptionsFactory })),
+        'cls:',
       );
-      try {
-        expect(app.get(SessionStore).prefix).toBe('cls:');
-        const res = await request(app.getHttpServer()).post('/write').expect(201);
-        await request(app.getHttpServer())
-          .get('/read')
-          .set('Cookie', cookieFrom(res))
-          .expect(200, { hasSession: true, n: 1 });
-      } finally {
-        await app.close();
-      }
     });
   });
 
