@@ -1,7 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
 import { SessionCache } from './memcached/session-cache.client';
-import { parseSessionCacheUrl } from './memcached/url';
 import { SessionStore } from './session.store';
 
 /**
@@ -14,12 +13,10 @@ import { SessionStore } from './session.store';
  * ```
  */
 export function createSessionStore(url: string, options: SessionStoreOptions = {}): SessionStore {
-  const parsed = parseSessionCacheUrl(url);
   const logger = new Logger('SessionCacheModule');
-  const client = new SessionCache(parsed.servers, {
-    timeout: options.timeout ?? parsed.options.timeout,
-    keepAlive: options.keepAlive ?? parsed.options.keepAlive,
-    credentials: parsed.credentials,
+  const client = SessionCache.fromUrl(url, {
+    timeout: options.timeout,
+    keepAlive: options.keepAlive,
     logger,
   });
   return new SessionStore(client, options, logger, true);

@@ -91,14 +91,17 @@ export class SessionCache {
     });
   }
 
-  /** Builds a client from a `memcached://` URL (see the README for the format). */
+  /**
+   * Builds a client from a `memcached://` URL (see the README for the format). Options given here
+   * win over the URL's; options left undefined keep the URL's.
+   */
   static fromUrl(url: string, options: SessionCacheClientOptions = {}): SessionCache {
     const parsed = parseSessionCacheUrl(url);
     return new SessionCache(parsed.servers, {
-      timeout: parsed.options.timeout,
-      keepAlive: parsed.options.keepAlive,
-      credentials: parsed.credentials,
       ...options,
+      timeout: options.timeout ?? parsed.options.timeout,
+      keepAlive: options.keepAlive ?? parsed.options.keepAlive,
+      credentials: options.credentials ?? parsed.credentials,
     });
   }
 

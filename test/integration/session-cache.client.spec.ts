@@ -145,6 +145,13 @@ describe('SessionCache when memcached is down or hung', () => {
     }
   });
 
+  it("keeps the URL's options unless told otherwise", () => {
+    const url = 'memcached://127.0.0.1:1?timeout=123';
+    expect(SessionCache.fromUrl(url).timeout).toBe(123);
+    expect(SessionCache.fromUrl(url, { timeout: undefined }).timeout).toBe(123);
+    expect(SessionCache.fromUrl(url, { timeout: 77 }).timeout).toBe(77);
+  });
+
   it('keeps the password out of inspection, JSON and errors', async () => {
     const port = await freePort();
     const cache = SessionCache.fromUrl(`memcached://app:pw-s3cr3t@127.0.0.1:${port}`, {
