@@ -29,6 +29,7 @@ export declare class MemcachedProcess {
   flush(): Promise<void>;
   stats(): Promise<Record<string, string>>;
   clients(): Promise<string[]>;
+  ttl(key: string): Promise<number | null>;
   getRaw(key: string): Promise<Buffer | null>;
   setRaw(key: string, value: string | Buffer, exptime?: number): Promise<void>;
 }

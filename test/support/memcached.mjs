@@ -286,6 +286,13 @@ export class MemcachedProcess {
     });
   }
 
+  /** Seconds memcached will still keep `key` (meta command `mg <key> t`), or null if it has none. */
+  async ttl(key) {
+    const reply = await rawCommand(this.port, `mg ${key} t`, { until: /\r\n$/, host: this.host });
+    const m = /^HD t(-?\d+)/.exec(reply);
+    return m ? Number(m[1]) : null;
+  }
+
   /** The raw value stored under `key`, or null. */
   async getRaw(key) {
     const reply = await rawCommand(this.port, `get ${key}`, { until: /END\r\n$/, host: this.host });

@@ -40,26 +40,41 @@ function appModule(...imports: DynamicModule['imports'] & unknown[]): DynamicMod
   return { module: class ScenarioModule {}, imports, controllers: [PingController] };
 }
 
-async function boot(module: DynamicModule): Promise<INestApplication> {
+/**
+ * Boots `module` (after `beforeInit`, e.g. to add middleware), runs `test` and closes the app
+ * afterwards, whatever happens.
+ */
+async function withApp(
+  module: DynamicModule,
+  test: (app: INestApplication) => Promise<void>,
+  beforeInit?: (app: INestApplication) => void,
+): Promise<void> {
   const ref = await Test.createTestingModule({ imports: [module] }).compile();
   const app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
-}
-
-/** Boots `module`, checks the store prefix and that a session written by one request is read by the next. */
-async function expectRoundTrip(module: DynamicModule, prefix: string): Promise<void> {
-  const app = await boot(module);
   try {
-    expect(app.get(SessionStore).prefix).toBe(prefix);
-    const res = await request(app.getHttpServer()).post('/write').expect(201);
-    await request(app.getHttpServer())
-      .get('/read')
-      .set('Cookie', cookieFrom(res))
-      .expect(200, { hasSession: true, n: 1 });
+    beforeInit?.(app);
+    await app.init();
+    await test(app);
   } finally {
     await app.close();
   }
+}
+
+/** Checks that a session written by one request is read by the next. */
+async function expectRoundTrip(app: INestApplication): Promise<void> {
+  const res = await request(app.getHttpServer()).post('/write').expect(201);
+  await request(app.getHttpServer())
+    .get('/read')
+    .set('Cookie', cookieFrom(res))
+    .expect(200, { hasSession: true, n: 1 });
+}
+
+/** Boots `module`, checks the store prefix and the session round trip. */
+function expectPrefixAndRoundTrip(module: DynamicModule, prefix: string): Promise<void> {
+  return withApp(module, async (app) => {
+    expect(app.get(SessionStore).prefix).toBe(prefix);
+    await expectRoundTrip(app);
+  });
 }
 
 describe('SessionCacheModule registration', () => {
@@ -154,7 +169,7 @@ describe('SessionCacheModule registration', () => {
     }
 
     it('takes { url, ...options } from a factory with injected dependencies', async () => {
-      await expectRoundTrip(
+      await expectPrefixAndRoundTrip(
         appModule(
           SessionCacheModule.forRootAsync({
             imports: [ConfigModule],
@@ -168,12 +183,13 @@ describe('SessionCacheModule registration', () => {
         ),
         'async:',
       );
+      expect(Number((await memcached.stats()).curr_items)).toBeGreaterThan(0);
     });
 
     it('takes options from an existing provider (useExisting)', async () => {
       @Module({ providers: [OptionsFactory], exports: [OptionsFactory] })
       class OptionsModule {}
-      await expectRoundTrip(
+      await expectPrefixAndRoundTrip(
         appModule(
           SessionCacheModule.forRootAsync({
             imports: [OptionsModule],
@@ -185,7 +201,7 @@ describe('SessionCacheModule registration', () => {
     });
 
     it('takes options from a useClass factory', async () => {
-      await expectRoundTrip(
+      await expectPrefixAndRoundTrip(
         appModule(SessionCacheModule.forRootAsync({ useClass: OptionsFactory })),
         'cls:',
       );
@@ -193,79 +209,42 @@ describe('SessionCacheModule registration', () => {
   });
 
   describe('middleware placement', () => {
-    it('skips excluded routes and covers only forRoutes', async () => {
-      const app = await boot(
-        appModule(
-          SessionCacheModule.forRoot(memcached.url, {
-            session: { secret: 's' },
-            exclude: ['health'],
-          }),
-        ),
+    it.each([
+      ['exclude', { exclude: ['health'] }],
+      ['forRoutes', { forRoutes: ['read'] }],
+    ])('covers /read but not /health with %s', async (_option, placement) => {
+      const module = appModule(
+        SessionCacheModule.forRoot(memcached.url, { session: { secret: 's' }, ...placement }),
       );
-      try {
+      await withApp(module, async (app) => {
         await request(app.getHttpServer()).get('/health').expect(200, { hasSession: false });
         await request(app.getHttpServer()).get('/read').expect(200, { hasSession: true, n: null });
-      } finally {
-        await app.close();
-      }
-      const only = await boot(
-        appModule(
-          SessionCacheModule.forRoot(memcached.url, {
-            session: { secret: 's' },
-            forRoutes: ['read'],
-          }),
-        ),
-      );
-      try {
-        await request(only.getHttpServer()).get('/health').expect(200, { hasSession: false });
-        await request(only.getHttpServer()).get('/read').expect(200, { hasSession: true, n: null });
-      } finally {
-        await only.close();
-      }
+      });
     });
 
     it('installMiddleware: false leaves the wiring to the app, with the injected store', async () => {
-      const compile = () =>
-        Test.createTestingModule({
-          imports: [
-            appModule(
-              SessionCacheModule.forRoot(memcached.url, {
-                session: { secret: 's' },
-                installMiddleware: false,
-              }),
-            ),
-          ],
-        }).compile();
-      const plainRef = await compile();
-      const plain = plainRef.createNestApplication({ logger: false });
-      try {
-        await plain.init();
+      const module = () =>
+        appModule(
+          SessionCacheModule.forRoot(memcached.url, {
+            session: { secret: 's' },
+            installMiddleware: false,
+          }),
+        );
+      await withApp(module(), async (plain) => {
         await request(plain.getHttpServer())
           .get('/read')
           .expect(200, { hasSession: false, n: null });
-      } finally {
-        await plain.close();
-      }
-      const ref = await compile();
-      const wired = ref.createNestApplication({ logger: false });
-      wired.use(
-        session({
-          store: ref.get(SessionStore),
-          secret: 's',
-          resave: false,
-          saveUninitialized: false,
-        }),
+      });
+      await withApp(module(), expectRoundTrip, (wired) =>
+        wired.use(
+          session({
+            store: wired.get(SessionStore),
+            secret: 's',
+            resave: false,
+            saveUninitialized: false,
+          }),
+        ),
       );
-      try {
-        await wired.init();
-        const res = await request(wired.getHttpServer()).post('/write').expect(201);
-        await request(wired.getHttpServer())
-          .get('/read')
-          .set('Cookie', cookieFrom(res))
-          .expect(200, { hasSession: true, n: 1 });
-      } finally {
-        await wired.close();
-      }
     });
   });
 
@@ -281,7 +260,8 @@ describe('SessionCacheModule registration', () => {
 
     it('registers a second connection under its own tokens', async () => {
       const other = await MemcachedProcess.start();
-      const ref = await Test.createTestingModule({
+      const module: DynamicModule = {
+        module: class TwoConnectionsModule {},
         imports: [
           SessionCacheModule.forRoot(memcached.url, { session: { secret: 's' } }),
           SessionCacheModule.forRoot(other.url, {
@@ -291,17 +271,16 @@ describe('SessionCacheModule registration', () => {
           }),
         ],
         providers: [TwoCaches],
-      }).compile();
-      const app = ref.createNestApplication({ logger: false });
+      };
       try {
-        await app.init();
-        const two = app.get(TwoCaches);
-        expect(two.main.servers).toEqual([memcached.address]);
-        expect(two.admin.servers).toEqual([other.address]);
-        expect(two.adminStore.client).toBe(two.admin);
-        expect(app.get(getSessionCacheToken('admin'))).toBe(two.admin);
+        await withApp(module, async (app) => {
+          const two = app.get(TwoCaches);
+          expect(two.main.servers).toEqual([memcached.address]);
+          expect(two.admin.servers).toEqual([other.address]);
+          expect(two.adminStore.client).toBe(two.admin);
+          expect(app.get(getSessionCacheToken('admin'))).toBe(two.admin);
+        });
       } finally {
-        await app.close();
         await other.kill();
       }
     });
