@@ -17,6 +17,8 @@ export function createSessionStore(url: string, options: SessionStoreOptions = {
   const client = SessionCache.fromUrl(url, {
     timeout: options.timeout,
     keepAlive: options.keepAlive,
+    replicas: options.replicas,
+    retryDelay: options.retryDelay,
     logger,
   });
   return new SessionStore(client, options, logger, true);

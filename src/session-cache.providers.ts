@@ -56,6 +56,12 @@ function withCookieDefaults(cookie: CookieSetting): CookieSetting {
   return { ...COOKIE_DEFAULTS, ...cookie };
 }
 
+/** The cookie's maxAge in whole seconds, when it is a fixed number at least as long as 1 s. */
+function cookieSeconds(cookie: CookieSetting): number | undefined {
+  const maxAge = typeof cookie === 'object' ? cookie?.maxAge : undefined;
+  return typeof maxAge === 'number' && maxAge >= 1000 ? Math.ceil(maxAge / 1000) : undefined;
+}
+
 /** Validates options and applies the defaults. Throws {@link SessionCacheConfigError}. */
 export function resolveSessionCacheOptions(
   options: SessionCacheModuleOptions,
@@ -91,6 +97,9 @@ export function resolveSessionCacheOptions(
     url: parsed,
     timeout: rest.timeout ?? parsed.options.timeout,
     keepAlive: rest.keepAlive ?? parsed.options.keepAlive,
+    replicas: rest.replicas ?? parsed.options.replicas,
+    retryDelay: rest.retryDelay ?? parsed.options.retryDelay,
+    tombstoneTtl: rest.tombstoneTtl ?? cookieSeconds(session.cookie),
     onUnavailable: rest.onUnavailable ?? 'fail',
     installMiddleware: rest.installMiddleware ?? true,
     saveBeforeResponse: rest.saveBeforeResponse ?? true,
@@ -158,6 +167,8 @@ export function createSessionCacheProviders(name: string): Provider[] {
         new SessionCache(options.url.servers, {
           timeout: options.timeout,
           keepAlive: options.keepAlive,
+          replicas: options.replicas,
+          retryDelay: options.retryDelay,
           credentials: options.url.credentials,
           logger,
         }),

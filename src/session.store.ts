@@ -3,7 +3,15 @@ import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import type { Request } from 'express';
 import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
-import { SessionCache, SessionCacheLogger } from './memcached/session-cache.client';
+import {
+  answered,
+  firstError,
+  MemcachedNode,
+  SessionCache,
+  SessionCacheLogger,
+  settleEach,
+} from './memcached/session-cache.client';
+import { decodeValue, encodeValue, nextVersion } from './session-value';
 import { SessionCacheConfigError, SessionTooLargeError } from './session-cache.errors';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
 
@@ -11,6 +19,15 @@ export const DEFAULT_PREFIX = 'sess:';
 export const DEFAULT_TTL = 86_400;
 /** memcached's default item limit (-I 1m) minus room for the key and item header. */
 export const DEFAULT_MAX_SESSION_SIZE = 1024 * 1024 - 1024;
+
+/** Payload of the store's `readRepair` event. */
+export interface ReadRepairEvent {
+  /** The node that was repaired. */
+  server: string;
+  /** `missing`: it lacked the session; `stale`: it held an older version; `destroyed`: it held a
+   * copy of a session that was logged out while it was away (the copy was deleted). */
+  reason: 'missing' | 'stale' | 'destroyed';
+}
 
 type Done<T = void> = (err?: unknown, value?: T) => void;
 
@@ -43,6 +60,7 @@ export class SessionStore extends Store {
   readonly prefix: string;
   readonly ttl: number;
   readonly maxSessionSize: number;
+  readonly tombstoneTtl: number;
   readonly #serializer: SessionSerializer;
   readonly #logger: SessionCacheLogger;
   readonly #ownsClient: boolean;
@@ -50,6 +68,9 @@ export class SessionStore extends Store {
   readonly #persisted = new WeakSet<object>();
   /** Sessions written in the current request: their TTL is fresh, the closing touch is redundant. */
   readonly #justSaved = new WeakSet<object>();
+  /** Version of each session as read (the data object) or last written (the Session object). */
+  readonly #loadedVersions = new WeakMap<object, number>();
+  readonly #versions = new WeakMap<object, number>();
 
   constructor(
     /** The memcached client of the session cluster. */
@@ -62,6 +83,7 @@ export class SessionStore extends Store {
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.ttl = options.ttl ?? DEFAULT_TTL;
     this.maxSessionSize = options.maxSessionSize ?? DEFAULT_MAX_SESSION_SIZE;
+    this.tombstoneTtl = options.tombstoneTtl ?? this.ttl;
     this.#serializer = options.serializer ?? jsonSessionSerializer;
     this.#logger = logger;
     this.#ownsClient = ownsClient;
@@ -73,11 +95,19 @@ export class SessionStore extends Store {
         `ttl must be a whole number of seconds >= 1, got ${this.ttl}.`,
       );
     }
+    if (!Number.isInteger(this.tombstoneTtl) || this.tombstoneTtl < 1) {
+      throw new SessionCacheConfigError(
+        `tombstoneTtl must be a whole number of seconds >= 1, got ${this.tombstoneTtl}.`,
+      );
+    }
     if (!Number.isInteger(this.maxSessionSize) || this.maxSessionSize < 1) {
       throw new SessionCacheConfigError(
         `maxSessionSize must be a whole number of bytes >= 1, got ${this.maxSessionSize}.`,
       );
     }
+    client.on('nodeDown', (event) => this.emit('nodeDown', event));
+    client.on('nodeUp', (event) => this.emit('nodeUp', event));
+    client.on('operationFailed', (event) => this.emit('operationFailed', event));
     const s = this.#serializer as Partial<SessionSerializer> | undefined;
     if (typeof s?.stringify !== 'function' || typeof s?.parse !== 'function') {
       throw new SessionCacheConfigError('serializer must have stringify() and parse() functions.');
@@ -108,17 +138,17 @@ export class SessionStore extends Store {
   override createSession(req: Request, session: SessionData) {
     const created = super.createSession(req, session);
     this.#persisted.add(created);
+    const version = this.#loadedVersions.get(session);
+    if (version !== undefined) this.#versions.set(created, version);
     return created;
   }
 
-  /** Promise form of `get`: the session, or `null` when there is none (or it is unusable). */
-  async getSession(sid: string): Promise<SessionData | null> {
-    const key = this.key(sid);
-    const raw = await this.client.get(key);
-    if (raw === null) return null;
+  /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
+  #decode(raw: Buffer): { session: SessionData; version: number } | null {
+    const { version, payload } = decodeValue(raw);
     let data: unknown;
     try {
-      data = this.#serializer.parse(raw);
+      data = this.#serializer.parse(payload);
     } catch (err) {
       this.#logger.warn(
         `Ignored a stored session that could not be decoded (${describeError(err)}); ` +
@@ -133,13 +163,85 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    const left = remainingMs(data);
-    if (left !== undefined && left <= 0) {
-      // Rare path: drop the stale copy now; a failure here must not fail the request.
-      await this.client.delete(key).catch(() => undefined);
+    return { session: data, version };
+  }
+
+  /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
+  #graveKey(key: string): string {
+    return `${key}!`;
+  }
+
+  /** Runs a read-repair in the background and reports it as a `readRepair` event. */
+  #repair(node: MemcachedNode, reason: ReadRepairEvent['reason'], work: Promise<unknown>): void {
+    work.then(
+      () => this.emit('readRepair', { server: node.name, reason } satisfies ReadRepairEvent),
+      (err: unknown) =>
+        this.#logger.debug?.(`Read-repair on ${node.name} failed: ${describeError(err)}.`),
+    );
+  }
+
+  /** Promise form of `get`: the session, or `null` when there is none (or it is unusable). */
+  async getSession(sid: string): Promise<SessionData | null> {
+    const key = this.key(sid);
+    const nodes = this.client.nodesFor(key);
+    if (nodes.length === 1) {
+      const raw = await nodes[0].get(key);
+      if (raw === null) return null;
+      const found = this.#decode(raw);
+      if (found === null) return null;
+      if (isExpired(found.session)) {
+        // Rare path: drop the stale copy now; a failure here must not fail the request.
+        await nodes[0].delete(key).catch(() => undefined);
+        return null;
+      }
+      this.#loadedVersions.set(found.session, found.version);
+      return found.session;
+    }
+    return this.#getReplicated(key, nodes);
+  }
+
+  /**
+   * Reads every replica at once. The newest copy wins; replicas that lack it are repaired in the
+   * background, unless a replica holds the tombstone of a logout it saw while another one was
+   * away: then the session is gone and the leftover copies are deleted.
+   */
+  async #getReplicated(key: string, nodes: MemcachedNode[]): Promise<SessionData | null> {
+    const results = await settleEach(nodes, (node) => node.get(key));
+    if (!answered(results)) throw firstError(results);
+    let best: { session: SessionData; version: number; raw: Buffer } | null = null;
+    const copies: { node: MemcachedNode; version: number }[] = [];
+    const missing: MemcachedNode[] = [];
+    for (const r of results) {
+      if (!r.ok) continue;
+      const found = r.value === null ? null : this.#decode(r.value);
+      if (found === null) {
+        missing.push(r.node);
+        continue;
+      }
+      copies.push({ node: r.node, version: found.version });
+      if (best === null || found.version > best.version) best = { ...found, raw: r.value! };
+    }
+    if (best === null) return null;
+    if (missing.length > 0) {
+      const graves = await settleEach(missing, (node) => node.get(this.#graveKey(key)));
+      if (graves.some((g) => g.ok && g.value !== null)) {
+        for (const c of copies) this.#repair(c.node, 'destroyed', c.node.delete(key));
+        return null;
+      }
+    }
+    const ttl = this.ttlOf(best.session);
+    if (ttl === null) {
+      for (const c of copies) void c.node.delete(key).catch(() => undefined);
       return null;
     }
-    return data;
+    for (const node of missing) this.#repair(node, 'missing', node.add(key, best.raw, ttl));
+    for (const c of copies) {
+      if (c.version < best.version) {
+        this.#repair(c.node, 'stale', c.node.replace(key, best.raw, ttl));
+      }
+    }
+    this.#loadedVersions.set(best.session, best.version);
+    return best.session;
   }
 
   /** Promise form of `set`. */
@@ -150,22 +252,29 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const encoded = this.#serializer.stringify(session);
-    const payload = typeof encoded === 'string' ? Buffer.from(encoded, 'utf8') : encoded;
-    if (payload.length > this.maxSessionSize) {
-      throw new SessionTooLargeError(payload.length, this.maxSessionSize);
+    const value = encodeValue(
+      nextVersion(this.#versions.get(session)),
+      this.#serializer.stringify(session),
+    );
+    if (value.length > this.maxSessionSize) {
+      throw new SessionTooLargeError(value.length, this.maxSessionSize);
     }
     if (this.#persisted.has(session)) {
-      const replaced = await this.client.replace(key, payload, ttl);
-      if (!replaced) {
+      const results = await this.client.onReplicas(key, (node) => node.replace(key, value, ttl));
+      if (!answered(results)) throw firstError(results);
+      if (!results.some((r) => r.ok && r.value)) {
         // Destroyed (logout) or expired since this request loaded it: it stays gone.
         this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
         return;
       }
-    } else if (!(await this.client.add(key, payload, ttl))) {
-      // Only a save of this very session whose answer was lost gets here; overwrite it.
-      await this.client.replace(key, payload, ttl);
+    } else {
+      const results = await this.client.onReplicas(key, async (node) => {
+        // `add` finds the key only when an earlier save of this very session lost its answer.
+        if (!(await node.add(key, value, ttl))) await node.replace(key, value, ttl);
+      });
+      if (!answered(results)) throw firstError(results);
     }
+    this.#versions.set(session, value.readUIntBE(2, 6));
     this.#persisted.add(session);
     this.#justSaved.add(session);
   }
@@ -184,9 +293,21 @@ export class SessionStore extends Store {
     await this.client.touch(this.key(sid), ttl);
   }
 
-  /** Promise form of `destroy`. */
+  /**
+   * Promise form of `destroy`. With replicas, each replica also keeps a tombstone for
+   * `tombstoneTtl` seconds, so a copy on a node that missed the logout cannot come back.
+   */
   async destroySession(sid: string): Promise<void> {
-    await this.client.delete(this.key(sid));
+    const key = this.key(sid);
+    if (this.client.replicas === 1) {
+      await this.client.delete(key);
+      return;
+    }
+    const grave = this.#graveKey(key);
+    const results = await this.client.onReplicas(key, (node) =>
+      Promise.all([node.set(grave, '1', this.tombstoneTtl), node.delete(key)]),
+    );
+    if (!answered(results)) throw firstError(results);
   }
 
   /**
@@ -217,6 +338,11 @@ function isSessionData(value: unknown): value is SessionData {
 }
 
 /** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
+function isExpired(session: Partial<SessionData>): boolean {
+  const left = remainingMs(session);
+  return left !== undefined && left <= 0;
+}
+
 function remainingMs(session: Partial<SessionData>): number | undefined {
   const cookie = session.cookie as { expires?: unknown; maxAge?: unknown } | undefined;
   if (!cookie) return undefined;

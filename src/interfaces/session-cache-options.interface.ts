@@ -37,6 +37,22 @@ export interface SessionStoreOptions {
   timeout?: number;
   /** TCP keep-alive on memcached connections. Default false. */
   keepAlive?: boolean;
+  /**
+   * Copies of every session, on distinct memcached nodes (also `?replicas=` in the URL). With 2,
+   * losing any one node loses no session. Default 1.
+   */
+  replicas?: number;
+  /**
+   * How long a node that failed is skipped before it is tried again, in ms (doubling while it
+   * keeps failing, up to 16 times this). Default 1000.
+   */
+  retryDelay?: number;
+  /**
+   * How long the marker of a destroyed session is kept, in seconds (only with `replicas` > 1; it
+   * stops a copy on a node that missed the logout from coming back). Must cover the longest
+   * session lifetime. Default: the cookie's maxAge when the module knows it, else `ttl`.
+   */
+  tombstoneTtl?: number;
 }
 
 /** Options of `SessionCacheModule.forRoot(url, options)`. */

@@ -1,6 +1,7 @@
-import { Client, Server } from 'memjs';
-import { SessionCacheError, SessionCacheUnavailableError } from '../session-cache.errors';
-import { toMemcachedExpiry } from './expiry';
+import { EventEmitter } from 'node:events';
+import { SessionCacheConfigError, SessionCacheError } from '../session-cache.errors';
+import { MemcachedNode, SessionCacheLogger } from './memcached-node';
+import { SessionCacheRing } from './ring';
 import {
   formatServer,
   MemcachedCredentials,
@@ -8,18 +9,22 @@ import {
   parseSessionCacheUrl,
 } from './url';
 
-/** A place for the client's own messages (Nest's `Logger` fits). */
-export interface SessionCacheLogger {
-  warn(message: string): void;
-  debug?(message: string): void;
-}
+export { MAX_KEY_LENGTH, MemcachedNode } from './memcached-node';
+export type { SessionCacheLogger } from './memcached-node';
 
 /** Options of {@link SessionCache}. */
 export interface SessionCacheClientOptions {
-  /** Time budget of one operation in milliseconds, connecting and retries included. Default 500. */
+  /** Time budget of one operation in milliseconds, connecting included. Default 500. */
   timeout?: number;
   /** TCP keep-alive on the memcached connections. Default false. */
   keepAlive?: boolean;
+  /** Copies of every key, on distinct nodes of the ring (1 to the number of servers). Default 1. */
+  replicas?: number;
+  /**
+   * How long a node that failed is skipped before it is tried again, in ms; doubles while it keeps
+   * failing, up to 16 times this. Default 1000.
+   */
+  retryDelay?: number;
   /** SASL credentials (they may also come from the URL). */
   credentials?: MemcachedCredentials;
   /** Where memjs's and the client's own messages go. */
@@ -27,10 +32,51 @@ export interface SessionCacheClientOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 500;
-/** The longest key memcached accepts. */
-export const MAX_KEY_LENGTH = 250;
+export const DEFAULT_RETRY_DELAY_MS = 1000;
 
-type Callback<T> = (err: Error | null, value: T) => void;
+/** Payload of the `nodeDown` event. */
+export interface NodeDownEvent {
+  server: string;
+  reason: string;
+}
+/** Payload of the `nodeUp` event. */
+export interface NodeUpEvent {
+  server: string;
+  /** How long the node was marked down, in ms. */
+  downtimeMs: number;
+}
+/** Payload of the `operationFailed` event: a call that a node did not answer. */
+export interface OperationFailedEvent {
+  server: string;
+  operation: string;
+  error: string;
+}
+/** Health of one node, as reported by {@link SessionCache.health}. */
+export interface NodeHealth {
+  server: string;
+  status: 'up' | 'down';
+  /** Round trip of the probe in ms (also when it failed). */
+  latencyMs: number;
+  error?: string;
+}
+/** Result of {@link SessionCache.health}. */
+export interface SessionCacheHealth {
+  /** True while every key still has a live node among its replicas. */
+  healthy: boolean;
+  replicas: number;
+  nodes: NodeHealth[];
+}
+
+/** The events a {@link SessionCache} emits. */
+export interface SessionCacheEvents {
+  nodeDown: [NodeDownEvent];
+  nodeUp: [NodeUpEvent];
+  operationFailed: [OperationFailedEvent];
+}
+
+/** A settled call on one replica. */
+export type ReplicaResult<T> =
+  { node: MemcachedNode; ok: true; value: T } | { node: MemcachedNode; ok: false; error: unknown };
 
 /**
  * The memcached client of the session cluster, with a typed promise API. It is the very instance
@@ -38,57 +84,73 @@ type Callback<T> = (err: Error | null, value: T) => void;
  * resolves with the answer or rejects with a {@link SessionCacheUnavailableError}; nothing hangs
  * and nothing throws synchronously.
  *
+ * Keys are placed on a ketama-compatible consistent-hash ring; with `replicas` R > 1 every write,
+ * touch and delete goes to the key's R nodes and succeeds when one of them took it, and `get`
+ * answers from the first of them that has the key. A node that fails is skipped for a while
+ * (`retryDelay`), see {@link MemcachedNode}.
+ *
  * TTLs are in seconds; TTLs over 30 days are sent as absolute Unix times (memcached's rule), so they
  * work as expected.
  */
-export class SessionCache {
+export class SessionCache extends EventEmitter<SessionCacheEvents> {
   /** The servers, as `host:port`. */
   readonly servers: readonly string[];
   /** The per-operation time budget in milliseconds. */
   readonly timeout: number;
-  readonly #client: Client;
-  readonly #label: string;
-  /** memjs's "host:port" → our `servers` entry. */
-  readonly #names: Map<string, string>;
+  /** Copies of every key. */
+  readonly replicas: number;
+  /** One entry per server, in the order of `servers`. */
+  readonly nodes: readonly MemcachedNode[];
+  readonly #ring: SessionCacheRing;
+  readonly #logger?: SessionCacheLogger;
   #closed = false;
 
   constructor(servers: readonly MemcachedServerAddress[], options: SessionCacheClientOptions = {}) {
+    super();
     if (servers.length === 0) {
-      throw new SessionCacheError('SessionCache needs at least one memcached server.');
+      throw new SessionCacheConfigError('SessionCache needs at least one memcached server.');
     }
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeout) || timeout <= 0) {
-      throw new SessionCacheError(
+      throw new SessionCacheConfigError(
         `timeout must be a positive number of milliseconds, got ${timeout}.`,
       );
     }
+    const replicas = options.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > servers.length) {
+      throw new SessionCacheConfigError(
+        `replicas must be a whole number from 1 to the number of servers (${servers.length}), ` +
+          `got ${replicas}. Add servers or lower replicas.`,
+      );
+    }
+    const retryDelay = options.retryDelay ?? DEFAULT_RETRY_DELAY_MS;
+    if (!Number.isFinite(retryDelay) || retryDelay < 0) {
+      throw new SessionCacheConfigError(
+        `retryDelay must be a number of milliseconds >= 0, got ${retryDelay}.`,
+      );
+    }
     this.timeout = timeout;
+    this.replicas = replicas;
     this.servers = servers.map(formatServer);
-    this.#names = new Map(servers.map((s, i) => [`${s.host}:${s.port}`, this.servers[i]]));
-    this.#label = this.servers.length === 1 ? this.servers[0] : `(${this.servers.join(', ')})`;
-    const logger = options.logger;
-    const serverOptions = {
-      // memjs's own clocks; our deadline below bounds the whole call in any case.
-      timeout: timeout / 1000,
-      conntimeout: timeout / 1000,
-      keepAlive: options.keepAlive ?? false,
-    };
-    const memjsServers = servers.map(
-      (s) =>
-        new Server(
-          s.host,
-          s.port,
-          options.credentials?.username,
-          options.credentials?.password,
-          serverOptions,
-        ),
+    this.#logger = options.logger;
+    this.#ring = new SessionCacheRing(this.servers);
+    this.nodes = servers.map(
+      (s, i) =>
+        new MemcachedNode(this.servers[i], s.host, s.port, {
+          timeout,
+          keepAlive: options.keepAlive ?? false,
+          retryDelay,
+          maxRetryDelay: retryDelay * 16,
+          credentials: options.credentials,
+          logger: options.logger,
+          onStateChange: (node, up, detail, downtimeMs) =>
+            this.#onStateChange(node, up, detail, downtimeMs),
+          onFailure: (node, operation, error) => {
+            if (!this.#closed)
+              this.emit('operationFailed', { server: node.name, operation, error });
+          },
+        }),
     );
-    this.#client = new Client(memjsServers, {
-      // memjs counts attempts here (1 = no retry); a retry would not fit the time budget.
-      retries: 1,
-      failover: false,
-      logger: { log: (...args: unknown[]) => logger?.warn(args.map(String).join(' ')) },
-    });
   }
 
   /**
@@ -101,46 +163,53 @@ export class SessionCache {
       ...options,
       timeout: options.timeout ?? parsed.options.timeout,
       keepAlive: options.keepAlive ?? parsed.options.keepAlive,
+      replicas: options.replicas ?? parsed.options.replicas,
+      retryDelay: options.retryDelay ?? parsed.options.retryDelay,
       credentials: options.credentials ?? parsed.credentials,
     });
   }
 
-  /** The value stored under `key`, or `null` when there is none. */
-  get(key: string): Promise<Buffer | null> {
-    return this.#call<Buffer | null>('get', key, (cb) =>
-      this.#client.get(key, (err, value) => cb(err, value ?? null)),
-    );
+  /** The nodes that hold `key`, primary first (`replicas` distinct nodes). */
+  nodesFor(key: string): MemcachedNode[] {
+    if (this.nodes.length === 1) return [this.nodes[0]];
+    return this.#ring.nodesFor(key, this.replicas).map((i) => this.nodes[i]);
   }
 
-  /** Stores `value` under `key` for `ttl` seconds (0 or none: no expiry). */
+  /** Runs `call` on every replica of `key` at once and reports each outcome. */
+  async onReplicas<T>(
+    key: string,
+    call: (node: MemcachedNode) => Promise<T>,
+  ): Promise<ReplicaResult<T>[]> {
+    return settleEach(this.nodesFor(key), call);
+  }
+
+  /** The value stored under `key`, or `null` when none of its replicas has it. */
+  async get(key: string): Promise<Buffer | null> {
+    const nodes = this.nodesFor(key);
+    if (nodes.length === 1) return nodes[0].get(key);
+    const results = await settleEach(nodes, (node) => node.get(key));
+    for (const r of results) if (r.ok && r.value !== null) return r.value;
+    return answered(results) ? null : Promise.reject(firstError(results));
+  }
+
+  /** Stores `value` under `key` for `ttl` seconds (0 or none: no expiry), on every replica. */
   async set(key: string, value: string | Buffer, ttl?: number): Promise<void> {
-    const ok = await this.#call<boolean>('set', key, (cb) =>
-      this.#client.set(key, value, { expires: toMemcachedExpiry(ttl) }, (err, r) => cb(err, !!r)),
-    );
-    if (!ok) throw new SessionCacheError(`memcached refused to store a value (set).`);
+    await this.#write(key, (node) => node.set(key, value, ttl));
   }
 
   /** Stores `value` only if `key` holds nothing. Resolves `false` when it already exists. */
   add(key: string, value: string | Buffer, ttl?: number): Promise<boolean> {
-    return this.#call<boolean>('add', key, (cb) =>
-      this.#client.add(key, value, { expires: toMemcachedExpiry(ttl) }, (err, r) => cb(err, !!r)),
-    );
+    return this.#write(key, (node) => node.add(key, value, ttl));
   }
 
   /** Stores `value` only if `key` already exists. Resolves `false` when it does not. */
   replace(key: string, value: string | Buffer, ttl?: number): Promise<boolean> {
-    return this.#call<boolean>('replace', key, (cb) =>
-      this.#client.replace(key, value, { expires: toMemcachedExpiry(ttl) }, (err, r) =>
-        cb(err, !!r),
-      ),
-    );
+    return this.#write(key, (node) => node.replace(key, value, ttl));
   }
 
-  /** Deletes `key`. Resolves `false` when there was nothing to delete. */
+  /** Deletes `key` from its replicas. Resolves `false` when there was nothing to delete. */
   delete(key: string): Promise<boolean> {
-    return this.#call<boolean>('delete', key, (cb) =>
-      this.#client.delete(key, (err, r) => cb(err, !!r)),
-    );
+    return this.#write(key, (node) => node.delete(key));
   }
 
   /**
@@ -148,45 +217,53 @@ export class SessionCache {
    * Resolves `false` when the key does not exist (it is not created).
    */
   touch(key: string, ttl: number): Promise<boolean> {
-    return this.#call<boolean>('touch', key, (cb) =>
-      this.#client.touch(key, toMemcachedExpiry(ttl), (err, r) => cb(err, !!r)),
-    );
+    return this.#write(key, (node) => node.touch(key, ttl));
   }
 
   /**
    * Statistics of every server, keyed by `host:port`. A server that does not answer in time is
    * reported with an `error` entry instead of failing the whole call.
    */
-  stats(): Promise<Record<string, Record<string, string>>> {
-    return new Promise((resolve) => {
-      const result: Record<string, Record<string, string>> = {};
-      let pending = this.servers.length;
-      const finish = (missing: string) => {
-        clearTimeout(timer);
-        for (const s of this.servers) result[s] ??= { error: missing };
-        resolve(result);
-      };
-      const timer = setTimeout(() => finish('no answer within the time budget'), this.timeout);
-      if (this.#closed) return finish('the client is closed');
-      try {
-        this.#client.stats((err, server, stats) => {
-          // memjs names a server "host:port" even for IPv6 hosts; use our own names.
-          const name = this.#names.get(server) ?? server;
-          if (name in result) return;
-          result[name] = err ? { error: describe(err) } : (stats as Record<string, string>);
-          if (--pending === 0) finish('no answer');
-        });
-      } catch (err) {
-        finish(describe(err));
-      }
-    });
+  async stats(): Promise<Record<string, Record<string, string>>> {
+    const results = await settleEach(this.nodes, (node) => node.stats());
+    return Object.fromEntries(
+      results.map((r) => [r.node.name, r.ok ? r.value : { error: describeError(r.error) }]),
+    );
+  }
+
+  /**
+   * Probes every node (also those marked down) and reports which answer, with their latency.
+   * `healthy` is true while every key still has a live node among its replicas.
+   */
+  async health(): Promise<SessionCacheHealth> {
+    const nodes = await Promise.all(
+      this.nodes.map(async (node): Promise<NodeHealth> => {
+        const started = performance.now();
+        try {
+          await node.stats();
+          return { server: node.name, status: 'up', latencyMs: elapsed(started) };
+        } catch (err) {
+          return {
+            server: node.name,
+            status: 'down',
+            latencyMs: elapsed(started),
+            error: describeError(err),
+          };
+        }
+      }),
+    );
+    const down = new Set(nodes.flatMap((n, i) => (n.status === 'down' ? [i] : [])));
+    const healthy =
+      down.size < this.replicas ||
+      this.#ring.replicaSets(this.replicas).every((set) => set.some((i) => !down.has(i)));
+    return { healthy, replicas: this.replicas, nodes };
   }
 
   /** Closes every connection. Later calls reject. Safe to call more than once. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#client.close();
+    for (const node of this.nodes) node.close();
   }
 
   /** Whether {@link close} was called. */
@@ -194,76 +271,60 @@ export class SessionCache {
     return this.#closed;
   }
 
-  #call<T>(operation: string, key: string, run: (cb: Callback<T>) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.#closed) {
-        reject(new SessionCacheError(`SessionCache is closed; cannot ${operation}.`));
-        return;
-      }
-      if (typeof key !== 'string' || key.length === 0 || Buffer.byteLength(key) > MAX_KEY_LENGTH) {
-        reject(
-          new SessionCacheError(
-            `memcached keys must be 1 to ${MAX_KEY_LENGTH} bytes; got ${
-              typeof key === 'string' ? Buffer.byteLength(key) : typeof key
-            } (${operation}).`,
-          ),
-        );
-        return;
-      }
-      let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        // Drop the connection: memjs fails every request still queued on it, so a hung server
-        // cannot stall the calls that come after this one.
-        this.#resetConnection(key);
-        reject(
-          new SessionCacheUnavailableError(
-            operation,
-            this.#label,
-            `no answer within ${this.timeout} ms`,
-          ),
-        );
-      }, this.timeout);
-      try {
-        run((err, value) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          if (err) reject(this.#wrap(operation, err));
-          else resolve(value);
-        });
-      } catch (err) {
-        settled = true;
-        clearTimeout(timer);
-        reject(this.#wrap(operation, err));
-      }
-    });
+  /** Runs a write on every replica; the first replica that answered decides the result. */
+  async #write<T>(key: string, call: (node: MemcachedNode) => Promise<T>): Promise<T> {
+    const nodes = this.nodesFor(key);
+    if (nodes.length === 1) return call(nodes[0]);
+    const results = await settleEach(nodes, call);
+    for (const r of results) if (r.ok) return r.value;
+    throw firstError(results);
   }
 
-  #resetConnection(key: string): void {
-    const server = this.#client.server(key) as unknown as { error?: (e: Error) => void } | null;
-    server?.error?.(new Error(`no answer within ${this.timeout} ms`));
-  }
-
-  #wrap(operation: string, err: unknown): Error {
-    if (err instanceof SessionCacheError) return err;
-    const detail = describe(err);
-    // memjs reports a refused command (e.g. "Value too large") as an Error whose message starts
-    // with "MemJS <OP>:"; connection problems are socket errors or plain strings.
-    if (err instanceof Error && /^MemJS [A-Z]+:/.test(err.message)) {
-      return new SessionCacheError(`memcached refused the ${operation}: ${err.message}`, {
-        cause: err,
-      });
+  #onStateChange(node: MemcachedNode, up: boolean, detail: string, downtimeMs: number): void {
+    if (this.#closed) return;
+    if (up) {
+      this.#logger?.warn(`Session memcached ${node.name} is back: ${detail}.`);
+      this.emit('nodeUp', { server: node.name, downtimeMs });
+    } else {
+      this.#logger?.warn(
+        `Session memcached ${node.name} is marked down (${detail}); it is skipped until it ` +
+          'answers a retry.',
+      );
+      this.emit('nodeDown', { server: node.name, reason: detail });
     }
-    return new SessionCacheUnavailableError(operation, this.#label, detail, { cause: err });
   }
 }
 
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return (err.message || code || err.name || 'unknown error').replace(/\.$/, '');
-  }
-  if (typeof err === 'string' && err) return err.replace(/\.$/, '');
-  return 'unknown error';
+/** Runs `call` on each node at once and reports every outcome; never rejects. */
+export function settleEach<T>(
+  nodes: readonly MemcachedNode[],
+  call: (node: MemcachedNode) => Promise<T>,
+): Promise<ReplicaResult<T>[]> {
+  return Promise.all(
+    nodes.map((node) =>
+      call(node).then(
+        (value): ReplicaResult<T> => ({ node, ok: true, value }),
+        (error: unknown): ReplicaResult<T> => ({ node, ok: false, error }),
+      ),
+    ),
+  );
+}
+
+/** True when at least one replica answered. */
+export function answered(results: readonly ReplicaResult<unknown>[]): boolean {
+  return results.some((r) => r.ok);
+}
+
+/** The error of the first replica that failed (they all did, when this is called). */
+export function firstError(results: readonly ReplicaResult<unknown>[]): unknown {
+  for (const r of results) if (!r.ok) return r.error;
+  return new SessionCacheError('no replica answered');
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

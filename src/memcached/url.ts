@@ -13,6 +13,10 @@ export interface SessionCacheUrlOptions {
   timeout?: number;
   /** TCP keep-alive on the memcached connections (`?keepAlive=true`). */
   keepAlive?: boolean;
+  /** Copies of every session on distinct nodes (`?replicas=2`). */
+  replicas?: number;
+  /** How long a failed node is skipped before it is tried again, in ms (`?retryDelay=1000`). */
+  retryDelay?: number;
 }
 
 export const DEFAULT_MEMCACHED_PORT = 11211;
@@ -144,6 +148,24 @@ function parseBoolean(url: string, name: string, value: string): boolean {
   return fail(url, `option ${name}="${value}" is not a boolean`, 'Use true or false.');
 }
 
+function parseWhole(
+  url: string,
+  name: string,
+  value: string,
+  min: number,
+  unit: string,
+  example: number,
+): number {
+  if (!/^\d{1,9}$/.test(value) || Number(value) < min) {
+    fail(
+      url,
+      `option ${name}="${value}" is not a whole number of ${unit} >= ${min}`,
+      `Use e.g. ${name}=${example}.`,
+    );
+  }
+  return Number(value);
+}
+
 function parseQuery(url: string, query: string): SessionCacheUrlOptions {
   const options: SessionCacheUrlOptions = {};
   for (const pair of query.split('&')) {
@@ -153,20 +175,23 @@ function parseQuery(url: string, query: string): SessionCacheUrlOptions {
     const value = decode(url, eq >= 0 ? pair.slice(eq + 1) : '', `value of option "${name}"`);
     switch (name) {
       case 'timeout':
-        if (!/^\d+$/.test(value) || Number(value) < 1) {
-          fail(
-            url,
-            `option timeout="${value}" is not a whole number of milliseconds`,
-            'Use e.g. timeout=500.',
-          );
-        }
-        options.timeout = Number(value);
+        options.timeout = parseWhole(url, name, value, 1, 'milliseconds', 500);
         break;
       case 'keepAlive':
         options.keepAlive = parseBoolean(url, name, value);
         break;
+      case 'replicas':
+        options.replicas = parseWhole(url, name, value, 1, 'copies', 2);
+        break;
+      case 'retryDelay':
+        options.retryDelay = parseWhole(url, name, value, 0, 'milliseconds', 1000);
+        break;
       default:
-        fail(url, `unknown option "${name}"`, 'Known options: timeout, keepAlive.');
+        fail(
+          url,
+          `unknown option "${name}"`,
+          'Known options: timeout, keepAlive, replicas, retryDelay.',
+        );
     }
   }
   return options;
@@ -228,7 +253,15 @@ export function parseSessionCacheUrl(url: string): ParsedSessionCacheUrl {
     if (seen.has(id)) fail(url, `server ${id} is listed twice`, 'List each server once.');
     seen.add(id);
   }
-  return { servers, credentials, options: parseQuery(url, query), redacted: redactUrl(trimmed) };
+  const options = parseQuery(url, query);
+  if (options.replicas !== undefined && options.replicas > servers.length) {
+    fail(
+      url,
+      `replicas=${options.replicas} but it lists ${servers.length} server(s)`,
+      'Each copy needs its own server: list more servers or lower replicas.',
+    );
+  }
+  return { servers, credentials, options, redacted: redactUrl(trimmed) };
 }
 
 /** `host:port` (IPv6 hosts in brackets), as used in logs and errors. */

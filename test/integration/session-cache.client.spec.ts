@@ -6,6 +6,7 @@ import {
   SessionStore,
 } from '../../src';
 import { freePort, MemcachedProcess } from '../support/memcached.mjs';
+import { eventually } from '../support/wait';
 
 describe('SessionCache against a real memcached', () => {
   let memcached: MemcachedProcess;
@@ -96,7 +97,7 @@ describe('SessionCache when memcached is down or hung', () => {
 
   it('settles within the time budget when memcached hangs (SIGSTOP), and recovers on SIGCONT', async () => {
     const memcached = await MemcachedProcess.start();
-    const cache = SessionCache.fromUrl(memcached.url, { timeout: 200 });
+    const cache = SessionCache.fromUrl(memcached.url, { timeout: 200, retryDelay: 300 });
     try {
       await cache.set('k', 'v', 60);
       await memcached.pause();
@@ -118,8 +119,13 @@ describe('SessionCache when memcached is down or hung', () => {
       expect(results[2].status).toBe('fulfilled');
       // The bound is the budget plus timer slack, far below memjs's own retry schedule.
       expect(elapsed).toBeLessThan(1000);
+      // The hung node is now skipped: the next call fails at once instead of waiting again.
+      const skippedAt = Date.now();
+      await expect(cache.get('k')).rejects.toThrow(/skipped: marked down/);
+      expect(Date.now() - skippedAt).toBeLessThan(100);
       await memcached.resume();
-      expect((await cache.get('k'))?.toString()).toBe('v');
+      // It is tried again after retryDelay, and serves from then on.
+      expect((await eventually(() => cache.get('k')))?.toString()).toBe('v');
     } finally {
       await memcached.resume();
       await cache.close();
@@ -135,8 +141,8 @@ describe('SessionCache when memcached is down or hung', () => {
       await memcached.kill();
       await expect(cache.get('k')).rejects.toBeInstanceOf(SessionCacheUnavailableError);
       await memcached.restart();
-      // A restart empties memcached; the next call reconnects by itself.
-      expect(await cache.get('k')).toBeNull();
+      // A restart empties memcached; the first call after retryDelay reconnects by itself.
+      expect(await eventually(() => cache.get('k'))).toBeNull();
       await cache.set('k', 'again', 60);
       expect((await cache.get('k'))?.toString()).toBe('again');
     } finally {
@@ -173,6 +179,8 @@ describe('SessionCache when memcached is down or hung', () => {
     await cache.close();
     expect(cache.closed).toBe(true);
     await expect(cache.get('k')).rejects.toThrow(/closed/);
-    expect(await cache.stats()).toEqual({ '127.0.0.1:1': { error: 'the client is closed' } });
+    expect(await cache.stats()).toEqual({
+      '127.0.0.1:1': { error: 'SessionCache is closed; cannot stats.' },
+    });
   });
 });

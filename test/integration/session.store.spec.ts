@@ -9,7 +9,9 @@ import {
   storeGet,
   storeSet,
   storeTouch,
+  storedPayload,
 } from '../support/store';
+import { VALUE_HEADER_BYTES } from '../../src/session-value';
 
 const DAY = 86_400;
 
@@ -170,7 +172,7 @@ describe('SessionStore against a real memcached', () => {
     it("defaults to a limit that memcached's default 1 MB item size accepts", async () => {
       const id = sid();
       const justUnder = newSession(store, id, {});
-      const overhead = JSON.stringify({ ...justUnder, blob: '' }).length;
+      const overhead = VALUE_HEADER_BYTES + JSON.stringify({ ...justUnder, blob: '' }).length;
       justUnder.blob = 'y'.repeat(store.maxSessionSize - overhead);
       await storeSet(store, id, justUnder);
       expect((await loadSession(store, id))?.blob).toHaveLength(store.maxSessionSize - overhead);
@@ -202,7 +204,9 @@ describe('SessionStore against a real memcached', () => {
     it('stores JSON by default', async () => {
       const id = sid();
       await storeSet(store, id, newSession(store, id, { user: 'json' }));
-      expect(JSON.parse(String(await memcached.getRaw(store.key(id))))).toMatchObject({
+      expect(
+        JSON.parse(String(storedPayload(await memcached.getRaw(store.key(id))))),
+      ).toMatchObject({
         user: 'json',
       });
     });
@@ -219,7 +223,7 @@ describe('SessionStore against a real memcached', () => {
       const custom = new SessionStore(cache, { serializer: tagged, prefix: 'custom:' }, logger);
       const id = sid();
       await storeSet(custom, id, newSession(custom, id, { user: 'b64' }));
-      expect(String(await memcached.getRaw(`custom:${id}`))).toMatch(/^v1:/);
+      expect(storedPayload(await memcached.getRaw(`custom:${id}`))).toMatch(/^v1:/);
       expect(await storeGet(custom, id)).toMatchObject({ user: 'b64' });
       await memcached.setRaw(`custom:${id}`, '{"cookie":{}}', 60);
       expect(await storeGet(custom, id)).toBeNull();

@@ -2,6 +2,12 @@ import { Cookie, Session } from 'express-session';
 import type { SessionData } from 'express-session';
 import type { Request } from 'express';
 import type { SessionStore } from '../../src';
+import { decodeValue } from '../../src/session-value';
+
+/** The serializer's bytes of a stored session value (its header stripped), as text. */
+export function storedPayload(raw: Buffer | null): string | null {
+  return raw === null ? null : decodeValue(raw).payload.toString('utf8');
+}
 
 /** A logger that keeps what it was told, for assertions. */
 export class RecordingLogger {

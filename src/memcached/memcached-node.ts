@@ -1,0 +1,271 @@
+import { Client, Server } from 'memjs';
+import { SessionCacheError, SessionCacheUnavailableError } from '../session-cache.errors';
+import { toMemcachedExpiry } from './expiry';
+import type { MemcachedCredentials } from './url';
+
+/** A place for the client's own messages (Nest's `Logger` fits). */
+export interface SessionCacheLogger {
+  warn(message: string): void;
+  debug?(message: string): void;
+}
+
+/** The longest key memcached accepts. */
+export const MAX_KEY_LENGTH = 250;
+
+export interface MemcachedNodeOptions {
+  /** Time budget of one operation in milliseconds, connecting included. */
+  timeout: number;
+  keepAlive: boolean;
+  /** First pause after a failure before the node is tried again, in milliseconds. */
+  retryDelay: number;
+  /** Longest pause between tries of a node that keeps failing, in milliseconds. */
+  maxRetryDelay: number;
+  credentials?: MemcachedCredentials;
+  logger?: SessionCacheLogger;
+  /** Called when the node is marked down (with the reason) or answers again. */
+  onStateChange?: (node: MemcachedNode, up: boolean, detail: string, downtimeMs: number) => void;
+  /** Called for every call the server did not answer (not for calls skipped while down). */
+  onFailure?: (node: MemcachedNode, operation: string, detail: string) => void;
+}
+
+type Callback<T> = (err: Error | null, value: T) => void;
+
+/**
+ * One memcached server of the session cluster: its own memjs connection, the time budget of every
+ * call, and the circuit breaker. After a call fails for want of the server (timeout, refused or
+ * broken connection), the node is marked down and calls to it fail at once, without network, for
+ * `retryDelay` ms (doubling while it keeps failing, up to `maxRetryDelay`); then one call probes
+ * it and the node is up again as soon as it answers.
+ */
+export class MemcachedNode {
+  readonly #client: Client;
+  readonly #options: MemcachedNodeOptions;
+  #closed = false;
+  #down = false;
+  #downSince = 0;
+  #retryAt = 0;
+  #delay: number;
+  #probing = false;
+
+  constructor(
+    /** `host:port` (IPv6 hosts in brackets). */
+    readonly name: string,
+    host: string,
+    port: number,
+    options: MemcachedNodeOptions,
+  ) {
+    this.#options = options;
+    this.#delay = options.retryDelay;
+    const seconds = options.timeout / 1000;
+    const server = new Server(
+      host,
+      port,
+      options.credentials?.username,
+      options.credentials?.password,
+      // memjs's own clocks; our deadline bounds the whole call in any case.
+      { timeout: seconds, conntimeout: seconds, keepAlive: options.keepAlive },
+    );
+    this.#client = new Client([server], {
+      // memjs counts attempts here (1 = no retry); a retry would not fit the time budget.
+      retries: 1,
+      failover: false,
+      logger: {
+        log: (...args: unknown[]) => options.logger?.warn(args.map(String).join(' ')),
+      },
+    });
+  }
+
+  /** False while the node is marked down (calls to it fail at once until the next retry). */
+  get up(): boolean {
+    return !this.#down;
+  }
+
+  /** When the node was marked down (ms since the epoch), or 0 while it is up. */
+  get downSince(): number {
+    return this.#down ? this.#downSince : 0;
+  }
+
+  get(key: string): Promise<Buffer | null> {
+    return this.#call<Buffer | null>('get', key, (cb) =>
+      this.#client.get(key, (err, value) => cb(err, value ?? null)),
+    );
+  }
+
+  async set(key: string, value: string | Buffer, ttl?: number): Promise<void> {
+    const ok = await this.#call<boolean>('set', key, (cb) =>
+      this.#client.set(key, value, { expires: toMemcachedExpiry(ttl) }, (err, r) => cb(err, !!r)),
+    );
+    if (!ok) throw new SessionCacheError(`memcached ${this.name} refused to store a value (set).`);
+  }
+
+  add(key: string, value: string | Buffer, ttl?: number): Promise<boolean> {
+    return this.#call<boolean>('add', key, (cb) =>
+      this.#client.add(key, value, { expires: toMemcachedExpiry(ttl) }, (err, r) => cb(err, !!r)),
+    );
+  }
+
+  replace(key: string, value: string | Buffer, ttl?: number): Promise<boolean> {
+    return this.#call<boolean>('replace', key, (cb) =>
+      this.#client.replace(key, value, { expires: toMemcachedExpiry(ttl) }, (err, r) =>
+        cb(err, !!r),
+      ),
+    );
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.#call<boolean>('delete', key, (cb) =>
+      this.#client.delete(key, (err, r) => cb(err, !!r)),
+    );
+  }
+
+  touch(key: string, ttl: number): Promise<boolean> {
+    return this.#call<boolean>('touch', key, (cb) =>
+      this.#client.touch(key, toMemcachedExpiry(ttl), (err, r) => cb(err, !!r)),
+    );
+  }
+
+  /** memcached's `stats`. A node marked down is asked anyway (this is how health checks see it). */
+  stats(): Promise<Record<string, string>> {
+    return this.#call<Record<string, string>>(
+      'stats',
+      undefined,
+      (cb) =>
+        this.#client.stats((err, _server, stats) =>
+          cb(err, (stats ?? {}) as Record<string, string>),
+        ),
+      true,
+    );
+  }
+
+  /** Closes the connection. Later calls reject. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#client.close();
+  }
+
+  #call<T>(
+    operation: string,
+    key: string | undefined,
+    run: (cb: Callback<T>) => void,
+    ignoreBreaker = false,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#closed) {
+        reject(new SessionCacheError(`SessionCache is closed; cannot ${operation}.`));
+        return;
+      }
+      if (
+        key !== undefined &&
+        (typeof key !== 'string' || key.length === 0 || Buffer.byteLength(key) > MAX_KEY_LENGTH)
+      ) {
+        reject(
+          new SessionCacheError(
+            `memcached keys must be 1 to ${MAX_KEY_LENGTH} bytes; got ${
+              typeof key === 'string' ? Buffer.byteLength(key) : typeof key
+            } (${operation}).`,
+          ),
+        );
+        return;
+      }
+      let probe = false;
+      if (this.#down && !ignoreBreaker) {
+        const now = Date.now();
+        if (this.#probing || now < this.#retryAt) {
+          reject(
+            new SessionCacheUnavailableError(
+              operation,
+              this.name,
+              `skipped: marked down ${now - this.#downSince} ms ago, next try in ${Math.max(
+                0,
+                this.#retryAt - now,
+              )} ms`,
+            ),
+          );
+          return;
+        }
+        probe = this.#probing = true;
+      }
+      let settled = false;
+      const finish = (err: unknown, value?: T) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (probe) this.#probing = false;
+        if (err === null || err === undefined) {
+          this.#markUp();
+          resolve(value as T);
+          return;
+        }
+        const wrapped = this.#wrap(operation, err);
+        if (wrapped instanceof SessionCacheUnavailableError) {
+          this.#options.onFailure?.(this, operation, describe(err));
+          this.#markDown(describe(err), probe);
+        } else this.#markUp(); // a refusal is an answer: the server is there
+        reject(wrapped);
+      };
+      const timer = setTimeout(() => {
+        const detail = `no answer within ${this.#options.timeout} ms`;
+        finish(new Error(detail));
+        // Drop the connection: memjs fails every request still queued on it, so a hung server
+        // cannot stall the calls that come after this one.
+        const server = this.#client.servers[0] as unknown as { error?: (e: Error) => void };
+        server.error?.(new Error(detail));
+      }, this.#options.timeout);
+      try {
+        run((err, value) => finish(err, value));
+      } catch (err) {
+        finish(err);
+      }
+    });
+  }
+
+  #markDown(reason: string, probe: boolean): void {
+    const now = Date.now();
+    if (!this.#down) {
+      this.#down = true;
+      this.#downSince = now;
+      this.#delay = this.#options.retryDelay;
+      this.#options.onStateChange?.(this, false, reason, 0);
+    } else if (probe) {
+      // Only a failed retry backs off further; calls that were already in flight do not.
+      this.#delay = Math.min(this.#delay * 2, this.#options.maxRetryDelay);
+    } else {
+      return;
+    }
+    this.#retryAt = now + this.#delay;
+  }
+
+  #markUp(): void {
+    if (!this.#down) return;
+    const downFor = Date.now() - this.#downSince;
+    this.#down = false;
+    this.#downSince = 0;
+    this.#options.onStateChange?.(this, true, `answered again after ${downFor} ms`, downFor);
+  }
+
+  #wrap(operation: string, err: unknown): Error {
+    if (err instanceof SessionCacheError) return err;
+    const detail = describe(err);
+    // memjs reports a refused command (e.g. "Value too large") as an Error whose message starts
+    // with "MemJS <OP>:"; connection problems are socket errors or plain strings.
+    if (err instanceof Error && /^MemJS [A-Z]+:/.test(err.message)) {
+      return new SessionCacheError(
+        `memcached ${this.name} refused the ${operation}: ${err.message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    return new SessionCacheUnavailableError(operation, this.name, detail, { cause: err });
+  }
+}
+
+export function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return (err.message || code || err.name || 'unknown error').replace(/\.$/, '');
+  }
+  if (typeof err === 'string' && err) return err.replace(/\.$/, '');
+  return 'unknown error';
+}
