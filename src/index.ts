@@ -15,13 +15,27 @@ export {
   DEFAULT_TTL,
   DEFAULT_MAX_SESSION_SIZE,
 } from './session.store';
+export type { ReadRepairEvent } from './session.store';
 export { SessionMiddleware } from './session.middleware';
 export { SessionSaveInterceptor } from './session-save.interceptor';
 export { createSessionStore } from './create-session-store';
-export { SessionCache, DEFAULT_TIMEOUT_MS, MAX_KEY_LENGTH } from './memcached/session-cache.client';
+export {
+  SessionCache,
+  MemcachedNode,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_RETRY_DELAY_MS,
+  MAX_KEY_LENGTH,
+} from './memcached/session-cache.client';
 export type {
   SessionCacheClientOptions,
   SessionCacheLogger,
+  SessionCacheEvents,
+  SessionCacheHealth,
+  NodeHealth,
+  NodeDownEvent,
+  NodeUpEvent,
+  OperationFailedEvent,
+  ReplicaResult,
 } from './memcached/session-cache.client';
 export { parseSessionCacheUrl, redactUrl, MemcachedCredentials } from './memcached/url';
 export type {

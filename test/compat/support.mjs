@@ -120,5 +120,7 @@ export async function assertSessionRoundTrip(result, memcached) {
 
   const stored = await memcached.getRaw(`sess:${sessionId}`);
   assert.ok(stored, `session sess:${sessionId} is in memcached`);
-  assert.equal(JSON.parse(stored.toString('utf8')).greeting, greeting);
+  // Stored values start with an 8-byte header (0xF5, flags, version; see src/session-value.ts).
+  assert.equal(stored[0], 0xf5, 'the value has the header');
+  assert.equal(JSON.parse(stored.subarray(8).toString('utf8')).greeting, greeting);
 }
