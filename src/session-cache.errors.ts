@@ -12,14 +12,14 @@ export class SessionCacheError extends Error {
   }
 }
 
-/** The connection URL could not be parsed. The message names the bad part. */
-export class SessionCacheUrlError extends SessionCacheError {
-  override name = 'SessionCacheUrlError';
-}
-
 /** The module or store options are invalid. */
 export class SessionCacheConfigError extends SessionCacheError {
   override name = 'SessionCacheConfigError';
+}
+
+/** The connection URL could not be parsed. The message names the bad part. */
+export class SessionCacheUrlError extends SessionCacheConfigError {
+  override name = 'SessionCacheUrlError';
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Request } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { catchError, concatMap, Observable, throwError } from 'rxjs';
 import { logger } from './session-cache.providers';
-import { SessionCacheError } from './session-cache.errors';
+import { SessionCacheConfigError, SessionCacheError } from './session-cache.errors';
 import { errorSummary, SESSION_HTTP_CONTEXT, toHttpException } from './session-cache.http';
 import type { SessionHttpContext } from './session.middleware';
 
@@ -19,7 +19,8 @@ function snapshot(session: object): string {
 const EMPTY = '{}';
 
 function mapStoreError(err: unknown): unknown {
-  if (!(err instanceof SessionCacheError)) return err;
+  // Configuration mistakes stay what they are (a 500 that names the problem in the log).
+  if (!(err instanceof SessionCacheError) || err instanceof SessionCacheConfigError) return err;
   logger.warn(`A session operation failed in a handler: ${errorSummary(err)}`);
   return toHttpException(err);
 }
