@@ -105,9 +105,14 @@ export class SessionStore extends Store {
         `maxSessionSize must be a whole number of bytes >= 1, got ${this.maxSessionSize}.`,
       );
     }
-    client.on('nodeDown', (event) => this.emit('nodeDown', event));
-    client.on('nodeUp', (event) => this.emit('nodeUp', event));
-    client.on('operationFailed', (event) => this.emit('operationFailed', event));
+    // The client's events are re-emitted by the store, subscribed only once someone listens here.
+    const forwarded = new Set<string>();
+    this.on('newListener', (event: string | symbol) => {
+      if (typeof event !== 'string' || forwarded.has(event)) return;
+      if (event !== 'nodeDown' && event !== 'nodeUp' && event !== 'operationFailed') return;
+      forwarded.add(event);
+      client.on(event, (payload: unknown) => this.emit(event, payload));
+    });
     const s = this.#serializer as Partial<SessionSerializer> | undefined;
     if (typeof s?.stringify !== 'function' || typeof s?.parse !== 'function') {
       throw new SessionCacheConfigError('serializer must have stringify() and parse() functions.');
