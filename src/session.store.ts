@@ -179,7 +179,11 @@ export class SessionStore extends Store {
   /** Runs a read-repair in the background and reports it as a `readRepair` event. */
   #repair(node: MemcachedNode, reason: ReadRepairEvent['reason'], work: Promise<unknown>): void {
     work.then(
-      () => this.emit('readRepair', { server: node.name, reason } satisfies ReadRepairEvent),
+      (done) => {
+        // add/replace/delete answer false when there was nothing to do (e.g. raced by a save).
+        if (done !== false)
+          this.emit('readRepair', { server: node.name, reason } satisfies ReadRepairEvent);
+      },
       (err: unknown) =>
         this.#logger.debug?.(`Read-repair on ${node.name} failed: ${describeError(err)}.`),
     );

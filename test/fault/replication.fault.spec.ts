@@ -4,7 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { SessionCache, SessionStore } from '../../src';
 import type { MemcachedNode, ReadRepairEvent } from '../../src';
 import { MemcachedProcess, startMemcachedCluster } from '../support/memcached.mjs';
-import { loadSession, newSession, RecordingLogger, storeSet } from '../support/store';
+import {
+  loadSession,
+  newSession,
+  RecordingLogger,
+  storedPayload,
+  storeSet,
+} from '../support/store';
 import { eventually } from '../support/wait';
 
 jest.setTimeout(120_000);
@@ -133,7 +139,7 @@ describe('growing the ring from 3 to 4 nodes', () => {
   });
 });
 
-describe('no resurrection: a session destroyed while one of its nodes was away stays destroyed', () => {
+describe('a node that was away: newest copy wins, and a logout stays a logout', () => {
   let cluster: MemcachedProcess[];
   let store: SessionStore;
   beforeAll(async () => {
@@ -144,6 +150,25 @@ describe('no resurrection: a session destroyed while one of its nodes was away s
   afterAll(async () => {
     await store.close();
     await Promise.all(cluster.map((p) => p.kill()));
+  });
+
+  it('serves the newest copy when the primary missed a save, and repairs it', async () => {
+    const id = sid();
+    await store.setSession(id, newSession(store, id, { user: 'u', visits: 1 }));
+    const [primary] = store.client.nodesFor(store.key(id));
+    const primaryProcess = processOf(cluster, primary);
+    const loaded = (await loadSession(store, id))!;
+    await primaryProcess.pause();
+    await expect(primary.get('probe')).rejects.toThrow(/no answer/);
+    loaded.visits = 2;
+    await storeSet(store, id, loaded); // only the secondary takes it
+    await primaryProcess.resume();
+    await eventually(() => primary.get('probe'));
+
+    const repaired = once(store, 'readRepair');
+    expect(await store.getSession(id)).toMatchObject({ visits: 2 });
+    expect((await repaired)[0]).toEqual({ server: primary.name, reason: 'stale' });
+    expect(storedPayload(await primaryProcess.getRaw(store.key(id)))).toContain('"visits":2');
   });
 
   it.each([
