@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
 import { SessionCache } from './memcached/session-cache.client';
+import { resolveCredentials } from './session-cache.providers';
 import { SessionStore } from './session.store';
 
 /**
@@ -15,6 +16,7 @@ import { SessionStore } from './session.store';
 export function createSessionStore(url: string, options: SessionStoreOptions = {}): SessionStore {
   const logger = new Logger('SessionCacheModule');
   const client = SessionCache.fromUrl(url, {
+    credentials: resolveCredentials(options, undefined),
     timeout: options.timeout,
     keepAlive: options.keepAlive,
     replicas: options.replicas,

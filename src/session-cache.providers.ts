@@ -6,7 +6,7 @@ import type {
   SessionCacheSessionOptions,
 } from './interfaces/session-cache-options.interface';
 import { SessionCache } from './memcached/session-cache.client';
-import { parseSessionCacheUrl, ParsedSessionCacheUrl } from './memcached/url';
+import { MemcachedCredentials, parseSessionCacheUrl, ParsedSessionCacheUrl } from './memcached/url';
 import {
   DEFAULT_SESSION_CACHE_NAME,
   getSessionCacheOptionsToken,
@@ -54,6 +54,30 @@ const COOKIE_DEFAULTS = { httpOnly: true, sameSite: 'lax' } as const;
 function withCookieDefaults(cookie: CookieSetting): CookieSetting {
   if (typeof cookie === 'function') return (req) => ({ ...COOKIE_DEFAULTS, ...cookie(req) });
   return { ...COOKIE_DEFAULTS, ...cookie };
+}
+
+/**
+ * SASL credentials: `username`/`password` from the options win over the URL's. Throws
+ * {@link SessionCacheConfigError} when only one of them is given.
+ */
+export function resolveCredentials(
+  options: { username?: string; password?: string },
+  fromUrl: MemcachedCredentials | undefined,
+): MemcachedCredentials | undefined {
+  const { username, password } = options;
+  if (username === undefined && password === undefined) return fromUrl;
+  if (
+    typeof username !== 'string' ||
+    username === '' ||
+    typeof password !== 'string' ||
+    password === ''
+  ) {
+    throw new SessionCacheConfigError(
+      'SASL needs both `username` and `password` as non-empty strings' +
+        (typeof username === 'string' && username ? ` (user "${username}" has no password).` : '.'),
+    );
+  }
+  return new MemcachedCredentials(username, password);
 }
 
 /** The cookie's maxAge in whole seconds, when it is a fixed number at least as long as 1 s. */
@@ -169,7 +193,7 @@ export function createSessionCacheProviders(name: string): Provider[] {
           keepAlive: options.keepAlive,
           replicas: options.replicas,
           retryDelay: options.retryDelay,
-          credentials: options.url.credentials,
+          credentials: resolveCredentials(options, options.url.credentials),
           logger,
         }),
       inject: [optionsToken],

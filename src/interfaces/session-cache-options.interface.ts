@@ -37,6 +37,10 @@ export interface SessionStoreOptions {
   timeout?: number;
   /** TCP keep-alive on memcached connections. Default false. */
   keepAlive?: boolean;
+  /** SASL user name; overrides the URL's. Give `password` with it. */
+  username?: string;
+  /** SASL password; overrides the URL's. Never logged. */
+  password?: string;
   /**
    * Copies of every session, on distinct memcached nodes (also `?replicas=` in the URL). With 2,
    * losing any one node loses no session. Default 1.
