@@ -51,6 +51,7 @@ export {
   SessionCacheUrlError,
   SessionCacheConfigError,
   SessionCacheUnavailableError,
+  SessionCacheAuthError,
   SessionTooLargeError,
 } from './session-cache.errors';
 export type * from './interfaces/session-cache-options.interface';

@@ -11,13 +11,13 @@ import type {
   SessionCacheModuleAsyncOptions,
   SessionCacheModuleOptions,
 } from './interfaces/session-cache-options.interface';
-import type { SessionCache } from './memcached/session-cache.client';
+import { settleEach, type SessionCache } from './memcached/session-cache.client';
 import {
   getSessionCacheOptionsToken,
   getSessionCacheToken,
   SESSION_CACHE_NAME,
 } from './session-cache.constants';
-import { SessionCacheConfigError } from './session-cache.errors';
+import { SessionCacheAuthError, SessionCacheConfigError } from './session-cache.errors';
 import {
   createAsyncOptionsProviders,
   createOptionsProvider,
@@ -28,8 +28,10 @@ import {
 
 /**
  * Owns the session memcached client of one connection: builds it, checks at start-up that it can be
- * reached (a warning, not a failure: sessions work as soon as memcached answers) and closes it on
- * application shutdown. Not exported from the package; use {@link SessionCacheModule}.
+ * reached (a warning, not a failure: sessions work as soon as memcached answers) and that every
+ * server that answers accepts our SASL login (a {@link SessionCacheAuthError} that fails start-up:
+ * wrong credentials do not fix themselves), and closes it on application shutdown. Not exported from
+ * the package; use {@link SessionCacheModule}.
  */
 @Module({})
 export class SessionCacheCoreModule
@@ -94,18 +96,38 @@ export class SessionCacheCoreModule
 
   async onApplicationBootstrap(): Promise<void> {
     const client = this.client;
-    const stats = await client.stats();
-    for (const [server, values] of Object.entries(stats)) {
-      if (values.error) {
+    const results = await settleEach(client.nodes, (node) => node.stats());
+    const refused: SessionCacheAuthError[] = [];
+    for (const r of results) {
+      if (!r.ok && r.error instanceof SessionCacheAuthError) {
+        refused.push(r.error);
+      } else if (!r.ok) {
         logger.warn(
-          `Session memcached ${server} is not reachable at start-up (${values.error}). The app ` +
-            'starts anyway; requests that need a session are answered 503 until it is.',
+          `Session memcached ${r.node.name} is not reachable at start-up (${errorMessage(r.error)}). ` +
+            'The app starts anyway; requests that need a session are answered 503 until it is.',
+        );
+      } else if (r.node.username !== undefined && r.value.auth_cmds === '0') {
+        // We logged in before this `stats`, so a server that checks SASL counts at least one.
+        logger.warn(
+          `Session memcached ${r.node.name} does not check SASL logins (it runs without -S): the ` +
+            `credentials of user ${JSON.stringify(r.node.username)} are ignored there and anyone ` +
+            'who reaches its port can read and change sessions. Start it with -S and a sasldb, ' +
+            'or firewall it.',
         );
       }
+    }
+    if (refused.length > 0) {
+      for (const err of refused.slice(1)) logger.error(err.message);
+      await client.close();
+      throw refused[0];
     }
   }
 
   async onApplicationShutdown(): Promise<void> {
     await this.client.close();
   }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -44,6 +44,38 @@ export class SessionCacheUnavailableError extends SessionCacheError {
 }
 
 /**
+ * A session memcached refused the SASL login: wrong user name or password, a user missing from its
+ * sasldb, or no credentials configured for a server that requires them (`memcached -S`). The
+ * message names the server and the user, never the password. Thrown at application start-up (the
+ * app does not start); met later (e.g. after the server's sasldb changed) it fails the session
+ * operations that need that server, like an unavailable one (HTTP 503).
+ */
+export class SessionCacheAuthError extends SessionCacheError {
+  override name = 'SessionCacheAuthError';
+  constructor(
+    /** `host:port` of the server that refused. */
+    readonly server: string,
+    /** The user name that was refused, or undefined when no credentials were configured. */
+    readonly username: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      username === undefined
+        ? `Session memcached ${server} requires SASL authentication (it runs with -S), but no ` +
+            'credentials are configured. Put them in the URL ' +
+            '(memcached://user:password@host, password percent-encoded) or set the `username` ' +
+            'and `password` options.'
+        : `Session memcached ${server} rejected the SASL login of user ${JSON.stringify(username)}. ` +
+            'Check the password (percent-encoded in the URL, or the `password` option), that the ' +
+            "user is in the server's sasldb for memcached's realm (saslpasswd2 -a memcached " +
+            "-u <memcached's host name>), and that memcached runs with -S and allows the PLAIN " +
+            'mechanism (mech_list in its SASL configuration).',
+      options,
+    );
+  }
+}
+
+/**
  * A session was refused before it was sent because its serialized size exceeds the item limit.
  * Whatever was stored for that session before is left intact. Requests get HTTP 413.
  */

@@ -1,5 +1,9 @@
 import { Client, Server } from 'memjs';
-import { SessionCacheError, SessionCacheUnavailableError } from '../session-cache.errors';
+import {
+  SessionCacheAuthError,
+  SessionCacheError,
+  SessionCacheUnavailableError,
+} from '../session-cache.errors';
 import { toMemcachedExpiry } from './expiry';
 import type { MemcachedCredentials } from './url';
 
@@ -11,6 +15,9 @@ export interface SessionCacheLogger {
 
 /** The longest key memcached accepts. */
 export const MAX_KEY_LENGTH = 250;
+
+/** Shortest pause before a node that refused the SASL login is asked again, in milliseconds. */
+export const AUTH_MIN_RETRY_MS = 1000;
 
 export interface MemcachedNodeOptions {
   /** Time budget of one operation in milliseconds, connecting included. */
@@ -36,6 +43,12 @@ type Callback<T> = (err: Error | null, value: T) => void;
  * broken connection), the node is marked down and calls to it fail at once, without network, for
  * `retryDelay` ms (doubling while it keeps failing, up to `maxRetryDelay`); then one call probes
  * it and the node is up again as soon as it answers.
+ *
+ * A refused SASL login is not an outage and does not mark the node down: the call rejects with a
+ * {@link SessionCacheAuthError}, one warning is logged, and for `retryDelay` ms (at least
+ * {@link AUTH_MIN_RETRY_MS}, doubling while it keeps failing) calls to the node reject at once with
+ * that error, without network; then one call tries to log in again. `stats()` (start-up and health
+ * probes) always asks the server and neither logs nor starts that pause.
  */
 export class MemcachedNode {
   readonly #client: Client;
@@ -46,6 +59,11 @@ export class MemcachedNode {
   #retryAt = 0;
   #delay: number;
   #probing = false;
+  /** Set while the server refuses our SASL login (see the class comment). */
+  #authFailed = false;
+  #authRetryAt = 0;
+  #authDelay = AUTH_MIN_RETRY_MS;
+  #authProbing = false;
 
   constructor(
     /** `host:port` (IPv6 hosts in brackets). */
@@ -65,14 +83,30 @@ export class MemcachedNode {
       // memjs's own clocks; our deadline bounds the whole call in any case.
       { timeout: seconds, conntimeout: seconds, keepAlive: options.keepAlive },
     );
+    // Without credentials memjs falls back to MEMCACHIER_USERNAME / MEMCACHE_USERNAME (and the
+    // matching *_PASSWORD) from the environment. Those belong to some other cache: never send them
+    // to the session servers. Exactly the configured credentials, or none.
+    const login = server as unknown as { username?: string; password?: string };
+    login.username = options.credentials?.username;
+    login.password = options.credentials?.password;
     this.#client = new Client([server], {
       // memjs counts attempts here (1 = no retry); a retry would not fit the time budget.
       retries: 1,
       failover: false,
       logger: {
-        log: (...args: unknown[]) => options.logger?.warn(args.map(String).join(' ')),
+        log: (...args: unknown[]) => {
+          const message = args.map(String).join(' ');
+          // A refused SASL login is memjs's only error that is a bare string, which it logs as
+          // "... with error - undefined"; the node reports it itself (SessionCacheAuthError).
+          if (!message.endsWith('with error - undefined')) options.logger?.warn(message);
+        },
       },
     });
+  }
+
+  /** The SASL user name this node logs in with, or undefined when it has no credentials. */
+  get username(): string | undefined {
+    return this.#options.credentials?.username;
   }
 
   /** False while the node is marked down (calls to it fail at once until the next retry). */
@@ -124,6 +158,16 @@ export class MemcachedNode {
     );
   }
 
+  /** Appends `value` to what `key` holds (its TTL unchanged). Resolves `false` when it is missing. */
+  append(key: string, value: string | Buffer): Promise<boolean> {
+    return this.#call<boolean>('append', key, (cb) =>
+      this.#client.append(key, value, (err, r) =>
+        // memcached answers "not stored" (not "not found") when the key is missing.
+        err && /Item not stored/.test(err.message) ? cb(null, false) : cb(err, !!r),
+      ),
+    );
+  }
+
   /** memcached's `stats`. A node marked down is asked anyway (this is how health checks see it). */
   stats(): Promise<Record<string, string>> {
     return this.#call<Record<string, string>>(
@@ -168,6 +212,14 @@ export class MemcachedNode {
         );
         return;
       }
+      let authProbe = false;
+      if (this.#authFailed && !ignoreBreaker) {
+        if (this.#authProbing || Date.now() < this.#authRetryAt) {
+          reject(new SessionCacheAuthError(this.name, this.username));
+          return;
+        }
+        authProbe = this.#authProbing = true;
+      }
       let probe = false;
       if (this.#down && !ignoreBreaker) {
         const now = Date.now();
@@ -192,13 +244,18 @@ export class MemcachedNode {
         settled = true;
         clearTimeout(timer);
         if (probe) this.#probing = false;
+        if (authProbe) this.#authProbing = false;
         if (err === null || err === undefined) {
           this.#markUp();
+          this.#authAccepted();
           resolve(value as T);
           return;
         }
         const wrapped = this.#wrap(operation, err);
-        if (wrapped instanceof SessionCacheUnavailableError) {
+        if (wrapped instanceof SessionCacheAuthError) {
+          this.#markUp(); // the server answered
+          if (!ignoreBreaker) this.#authRefused(wrapped, authProbe);
+        } else if (wrapped instanceof SessionCacheUnavailableError) {
           this.#options.onFailure?.(this, operation, describe(err));
           this.#markDown(describe(err), probe);
         } else this.#markUp(); // a refusal is an answer: the server is there
@@ -244,8 +301,39 @@ export class MemcachedNode {
     this.#options.onStateChange?.(this, true, `answered again after ${downFor} ms`, downFor);
   }
 
+  #authRefused(err: SessionCacheAuthError, probe: boolean): void {
+    if (!this.#authFailed) {
+      this.#authFailed = true;
+      this.#authDelay = Math.max(this.#options.retryDelay, AUTH_MIN_RETRY_MS);
+      this.#options.logger?.warn(
+        `${err.message} Calls to it fail at once for ${this.#authDelay} ms, then one call ` +
+          'tries to log in again.',
+      );
+    } else if (probe) {
+      this.#authDelay = Math.min(
+        this.#authDelay * 2,
+        Math.max(this.#options.maxRetryDelay, AUTH_MIN_RETRY_MS),
+      );
+    } else {
+      return;
+    }
+    this.#authRetryAt = Date.now() + this.#authDelay;
+  }
+
+  #authAccepted(): void {
+    if (!this.#authFailed) return;
+    this.#authFailed = false;
+    this.#authRetryAt = 0;
+    this.#options.logger?.warn(`Session memcached ${this.name} accepted the SASL login again.`);
+  }
+
   #wrap(operation: string, err: unknown): Error {
     if (err instanceof SessionCacheError) return err;
+    // memjs reports a refused SASL login (wrong user or password, or no credentials for a server
+    // that runs with -S) as the bare string "Memcached server authentication failed!".
+    if (/authentication (failed|error)/i.test(messageOf(err))) {
+      return new SessionCacheAuthError(this.name, this.username, { cause: err });
+    }
     const detail = describe(err);
     // memjs reports a refused command (e.g. "Value too large") as an Error whose message starts
     // with "MemJS <OP>:"; connection problems are socket errors or plain strings.
@@ -259,6 +347,11 @@ export class MemcachedNode {
     }
     return new SessionCacheUnavailableError(operation, this.name, detail, { cause: err });
   }
+}
+
+function messageOf(err: unknown): string {
+  if (typeof err === 'string') return err;
+  return err instanceof Error && typeof err.message === 'string' ? err.message : '';
 }
 
 export function describe(err: unknown): string {

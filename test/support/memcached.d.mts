@@ -1,4 +1,7 @@
 export declare function findMemcachedBinary(): string | null;
+export declare function findSaslpasswd2(): string | null;
+/** The error message of {@link MemcachedProcess.start} when saslpasswd2 is missing. */
+export declare const SASL_INSTALL_HINT: string;
 export declare function freePort(): Promise<number>;
 export declare function rawCommand(
   port: number,
@@ -12,6 +15,13 @@ export interface MemcachedStartOptions {
   maxItemSize?: string;
   args?: string[];
   env?: Record<string, string>;
+  /**
+   * Runs memcached -S with a temporary sasldb (made with saslpasswd2) holding this one user; it is
+   * ready once that user can log in. Such a process speaks only the binary protocol: `stats()`
+   * logs in over it, the text-protocol helpers (flush, clients, ttl, getRaw, setRaw) reject. The
+   * SASL files are removed by stop() and kill() (restart() makes them anew).
+   */
+  sasl?: { username: string; password: string };
 }
 export declare class MemcachedProcess {
   readonly port: number;
@@ -21,6 +31,10 @@ export declare class MemcachedProcess {
   get address(): string;
   get running(): boolean;
   get pid(): number | undefined;
+  /** The SASL user name of a memcached -S, or undefined. */
+  get saslUser(): string | undefined;
+  /** `url` with the SASL user and password, percent-encoded (just `url` without SASL). */
+  get urlWithCredentials(): string;
   stop(): Promise<void>;
   kill(): Promise<void>;
   restart(): Promise<void>;

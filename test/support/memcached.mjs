@@ -2,8 +2,10 @@
 // Plain ESM JavaScript so that jest (ESM mode), node:test suites and scripts can all use it.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const INSTALL_HINT =
   'memcached is not installed. On Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y memcached ' +
@@ -23,6 +25,75 @@ export function findMemcachedBinary() {
     if (!probe.error) return bin;
   }
   return null;
+}
+
+export const SASL_INSTALL_HINT =
+  'saslpasswd2 is not installed; the SASL tests need it to build the sasldb of a memcached -S. ' +
+  'On Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y sasl2-bin libsasl2-modules ' +
+  '(or run .ci/run, or set SASLPASSWD2_BIN to its path).';
+
+/** Path of saslpasswd2 (Debian's sasl2-bin), or null when there is none. */
+export function findSaslpasswd2() {
+  const candidates = [
+    process.env.SASLPASSWD2_BIN,
+    'saslpasswd2',
+    // Not on the PATH of ordinary users on Debian.
+    '/usr/sbin/saslpasswd2',
+    '/usr/local/sbin/saslpasswd2',
+  ];
+  for (const bin of candidates) {
+    if (!bin) continue;
+    const probe = spawnSync(bin, ['-v'], { stdio: 'ignore' });
+    if (!probe.error) return bin;
+  }
+  return null;
+}
+
+/**
+ * Makes a temporary SASL configuration for memcached: a sasldb with one user and a
+ * memcached.conf that offers PLAIN from it. Returns the directory (for SASL_CONF_PATH).
+ */
+function makeSaslDir({ username, password }) {
+  const bin = findSaslpasswd2();
+  if (!bin) throw new Error(SASL_INSTALL_HINT);
+  const dir = mkdtempSync(join(tmpdir(), 'memcached-sasl-'));
+  try {
+    const db = join(dir, 'sasldb2');
+    // memcached asks SASL for users of the realm named like its host name (gethostname()), which
+    // saslpasswd2's default (the fully qualified name) need not match: give it explicitly.
+    const result = spawnSync(
+      bin,
+      ['-p', '-c', '-a', 'memcached', '-f', db, '-u', hostname(), username],
+      { input: password, encoding: 'utf8' },
+    );
+    if (result.error || result.status !== 0) {
+      throw new Error(
+        `saslpasswd2 could not create the sasldb (exit ${result.status}): ` +
+          `${result.error?.message ?? result.stderr.trim()}`,
+      );
+    }
+    writeFileSync(join(dir, 'memcached.conf'), `mech_list: plain\nsasldb_path: ${db}\n`);
+    return dir;
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** `stats` over the binary protocol with a SASL login (what a memcached -S speaks). */
+async function saslStats(host, port, { username, password }) {
+  // Imported here: scripts/ensure-env.mjs loads this file before node_modules may exist.
+  const { default: memjs } = await import('memjs');
+  return new Promise((resolve, reject) => {
+    const server = new memjs.Server(host, port, username, password, { timeout: 2, conntimeout: 2 });
+    const client = new memjs.Client([server], { retries: 1, logger: { log() {} } });
+    client.stats((err, _server, stats) => {
+      client.close();
+      // memjs reports a refused login as a bare string.
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else resolve(stats);
+    });
+  });
 }
 
 /** A free TCP port on 127.0.0.1 (the OS picks it). */
@@ -100,6 +171,10 @@ export class MemcachedProcess {
   #child = null;
   #args;
   #bin;
+  /** SASL user and password (memcached -S), or null. */
+  #sasl = null;
+  /** The temporary SASL configuration of the running process. */
+  #saslDir = null;
 
   constructor(bin, port, args, host = '127.0.0.1') {
     this.#bin = bin;
@@ -110,11 +185,20 @@ export class MemcachedProcess {
 
   /**
    * Starts memcached on a free port. Options: memoryMb (default 64), maxItemSize (e.g. '1m'),
-   * args (extra command-line arguments), env (extra environment variables).
+   * args (extra command-line arguments), env (extra environment variables), sasl ({ username,
+   * password }: runs memcached -S with a temporary sasldb holding that one user, and is ready once
+   * that user can log in; such a process speaks only the binary protocol, so `stats()` logs in
+   * over it and the text-protocol helpers reject).
    */
   static async start(options = {}) {
     const bin = findMemcachedBinary();
     if (!bin) throw new Error(INSTALL_HINT);
+    const sasl = options.sasl ?? null;
+    if (sasl) {
+      if (typeof sasl.username !== 'string' || !sasl.username || typeof sasl.password !== 'string')
+        throw new Error('sasl needs { username, password } as strings');
+      if (!findSaslpasswd2()) throw new Error(SASL_INSTALL_HINT);
+    }
     const args = [
       '-l',
       options.host ?? '127.0.0.1',
@@ -126,17 +210,20 @@ export class MemcachedProcess {
       '4096',
       ...(options.maxItemSize ? ['-I', options.maxItemSize] : []),
       ...(process.getuid?.() === 0 ? ['-u', 'root'] : []),
+      ...(sasl ? ['-S'] : []),
       ...(options.args ?? []),
     ];
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
       const proc = new MemcachedProcess(bin, port, args, options.host);
       proc.env = options.env;
+      proc.#sasl = sasl && { username: sasl.username, password: sasl.password };
       try {
         await proc.#spawn();
         return proc;
       } catch (err) {
-        if (attempt >= 4) throw err;
+        proc.#removeSaslDir();
+        if (attempt >= 4 || err.fatal) throw err;
       }
     }
   }
@@ -159,10 +246,64 @@ export class MemcachedProcess {
     return this.#child?.pid;
   }
 
+  /** The SASL user name of a memcached -S, or undefined. */
+  get saslUser() {
+    return this.#sasl?.username;
+  }
+
+  /** `url` with the SASL user and password, percent-encoded (just `url` without SASL). */
+  get urlWithCredentials() {
+    if (!this.#sasl) return this.url;
+    const { username, password } = this.#sasl;
+    return `memcached://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${this.address}`;
+  }
+
+  #removeSaslDir() {
+    if (!this.#saslDir) return;
+    rmSync(this.#saslDir, { recursive: true, force: true });
+    this.#saslDir = null;
+  }
+
+  /** Fails with a hint when a memcached -S refuses the very user its sasldb was made with. */
+  async #checkSaslLogin() {
+    try {
+      await saslStats(this.host, this.port, this.#sasl);
+    } catch (err) {
+      const error = new Error(
+        `memcached -S on port ${this.port} refused the SASL login of its own test user ` +
+          `"${this.#sasl.username}" (${err.message}). Is SASL's PLAIN mechanism installed? On ` +
+          'Debian/Ubuntu: sudo apt-get install -y libsasl2-modules.',
+      );
+      error.fatal = /authentication/i.test(err.message);
+      throw error;
+    }
+  }
+
+  /** Rejects for helpers that speak the text protocol, which memcached -S turns off. */
+  #textProtocol(helper) {
+    if (!this.#sasl) return;
+    throw new Error(
+      `MemcachedProcess.${helper}() speaks memcached's text protocol, which a memcached -S ` +
+        '(SASL) does not serve; check through the app or a memjs client with credentials.',
+    );
+  }
+
   async #spawn() {
+    if (this.#sasl && !this.#saslDir) {
+      try {
+        this.#saslDir = makeSaslDir(this.#sasl);
+      } catch (err) {
+        err.fatal = true;
+        throw err;
+      }
+    }
     const child = spawn(this.#bin, [...this.#args, '-p', String(this.port)], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, ...(this.env ?? {}) },
+      env: {
+        ...process.env,
+        ...(this.env ?? {}),
+        ...(this.#saslDir ? { SASL_CONF_PATH: this.#saslDir } : {}),
+      },
     });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
@@ -182,6 +323,7 @@ export class MemcachedProcess {
         5000,
         `memcached on port ${this.port}`,
       );
+      if (this.#sasl) await this.#checkSaslLogin();
     } catch (err) {
       child.kill('SIGKILL');
       this.#child = null;
@@ -201,17 +343,28 @@ export class MemcachedProcess {
     this.#child = null;
   }
 
-  /** Stops memcached (SIGTERM) and waits for it to exit. */
-  stop() {
-    return this.#signalAndWait('SIGTERM');
+  /** Stops memcached (SIGTERM), waits for it to exit and removes its SASL files (if any). */
+  async stop() {
+    try {
+      await this.#signalAndWait('SIGTERM');
+    } finally {
+      this.#removeSaslDir();
+    }
   }
 
-  /** Kills memcached (SIGKILL) and waits for it to exit. */
-  kill() {
-    return this.#signalAndWait('SIGKILL');
+  /** Kills memcached (SIGKILL), waits for it to exit and removes its SASL files (if any). */
+  async kill() {
+    try {
+      await this.#signalAndWait('SIGKILL');
+    } finally {
+      this.#removeSaslDir();
+    }
   }
 
-  /** Starts memcached again on the same port (empty, as after a real restart). */
+  /**
+   * Starts memcached again on the same port (empty, as after a real restart; a SASL process gets
+   * a fresh sasldb with the same user).
+   */
   async restart() {
     await this.kill();
     await this.#spawn();
@@ -238,11 +391,13 @@ export class MemcachedProcess {
 
   /** `flush_all` over the text protocol. */
   async flush() {
+    this.#textProtocol('flush');
     await rawCommand(this.port, 'flush_all', { host: this.host });
   }
 
-  /** Current `stats` as a name → value map. */
+  /** Current `stats` as a name → value map (binary protocol with a login for memcached -S). */
   async stats() {
+    if (this.#sasl) return saslStats(this.host, this.port, this.#sasl);
     const reply = await rawCommand(this.port, 'stats', { until: /END\r\n$/, host: this.host });
     const stats = {};
     for (const line of reply.split('\r\n')) {
@@ -256,7 +411,8 @@ export class MemcachedProcess {
    * The client connections memcached has open (peer `host:port` of each), not counting the one
    * that asks (`stats conns`).
    */
-  clients() {
+  async clients() {
+    this.#textProtocol('clients');
     return new Promise((resolve, reject) => {
       const socket = net.connect({ port: this.port, host: this.host });
       let reply = '';
@@ -288,6 +444,7 @@ export class MemcachedProcess {
 
   /** Seconds memcached will still keep `key` (meta command `mg <key> t`), or null if it has none. */
   async ttl(key) {
+    this.#textProtocol('ttl');
     const reply = await rawCommand(this.port, `mg ${key} t`, { until: /\r\n$/, host: this.host });
     const m = /^HD t(-?\d+)/.exec(reply);
     return m ? Number(m[1]) : null;
@@ -295,6 +452,7 @@ export class MemcachedProcess {
 
   /** The raw value stored under `key`, or null. */
   async getRaw(key) {
+    this.#textProtocol('getRaw');
     const reply = await rawCommand(this.port, `get ${key}`, { until: /END\r\n$/, host: this.host });
     const m = /^VALUE \S+ \d+ (\d+)\r\n/.exec(reply);
     if (!m) return null;
@@ -304,6 +462,7 @@ export class MemcachedProcess {
 
   /** Stores a raw value under `key` (no expiry unless given). */
   async setRaw(key, value, exptime = 0) {
+    this.#textProtocol('setRaw');
     const buf = Buffer.isBuffer(value) ? value : Buffer.from(value);
     const reply = await rawCommand(
       this.port,
