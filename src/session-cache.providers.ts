@@ -13,6 +13,7 @@ import {
   getSessionCacheToken,
 } from './session-cache.constants';
 import { SessionCacheConfigError } from './session-cache.errors';
+import { SessionCipher } from './session-cipher';
 import { SessionStore } from './session.store';
 
 /** Module options after validation, with defaults applied and the URL parsed. */
@@ -115,6 +116,14 @@ export function resolveSessionCacheOptions(
     );
   }
   const parsed = parseSessionCacheUrl(url);
+  // Fail at definition time, before anything connects: broken keys, half credentials.
+  if (rest.encryptionKeys !== undefined) new SessionCipher(rest.encryptionKeys);
+  resolveCredentials(rest, parsed.credentials);
+  if (rest.userId !== undefined && typeof rest.userId !== 'function') {
+    throw new SessionCacheConfigError(
+      'userId must be a function that returns the user id of a session, e.g. (s) => s.userId.',
+    );
+  }
   return {
     ...rest,
     name,
@@ -124,6 +133,10 @@ export function resolveSessionCacheOptions(
     replicas: rest.replicas ?? parsed.options.replicas,
     retryDelay: rest.retryDelay ?? parsed.options.retryDelay,
     tombstoneTtl: rest.tombstoneTtl ?? cookieSeconds(session.cookie),
+    // The oldest secret: adding a new one in front (express-session's rotation) keeps every key.
+    keySecret:
+      rest.keySecret ??
+      (Array.isArray(session.secret) ? session.secret[session.secret.length - 1] : session.secret),
     onUnavailable: rest.onUnavailable ?? 'fail',
     installMiddleware: rest.installMiddleware ?? true,
     saveBeforeResponse: rest.saveBeforeResponse ?? true,

@@ -11,7 +11,15 @@ import {
   SessionCacheLogger,
   settleEach,
 } from './memcached/session-cache.client';
-import { decodeValue, encodeValue, nextVersion } from './session-value';
+import { SessionCipher } from './session-cipher';
+import { SessionKeyHasher } from './session-keys';
+import {
+  decodeValue,
+  encodeHeader,
+  encodeValue,
+  FLAG_ENCRYPTED,
+  nextVersion,
+} from './session-value';
 import { SessionCacheConfigError, SessionTooLargeError } from './session-cache.errors';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
 
@@ -28,6 +36,15 @@ export interface ReadRepairEvent {
    * copy of a session that was logged out while it was away (the copy was deleted). */
   reason: 'missing' | 'stale' | 'destroyed';
 }
+
+/** What a stored session says about itself. */
+interface Loaded {
+  version: number;
+  generation: number;
+}
+
+/** The session index of a user lives at least this long (seconds), see destroyUserSessions. */
+const USER_INDEX_MIN_TTL = 30 * 86_400;
 
 type Done<T = void> = (err?: unknown, value?: T) => void;
 
@@ -69,8 +86,18 @@ export class SessionStore extends Store {
   /** Sessions written in the current request: their TTL is fresh, the closing touch is redundant. */
   readonly #justSaved = new WeakSet<object>();
   /** Version of each session as read (the data object) or last written (the Session object). */
-  readonly #loadedVersions = new WeakMap<object, number>();
-  readonly #versions = new WeakMap<object, number>();
+  readonly #loadedVersions = new WeakMap<object, Loaded>();
+  readonly #versions = new WeakMap<object, Loaded>();
+  /** User id of each session when it was loaded (only with the `userId` option). */
+  readonly #users = new WeakMap<object, string | undefined>();
+  readonly #keys: SessionKeyHasher;
+  readonly #cipher: SessionCipher | null;
+  readonly #userId?: (session: SessionData) => unknown;
+  readonly #generationCheckInterval: number;
+  /** The namespace generation (see `clearSessions`), when it was last read, and a read under way. */
+  #generation = 0;
+  #generationReadAt = -Infinity;
+  #generationRead: Promise<number> | null = null;
 
   constructor(
     /** The memcached client of the session cluster. */
@@ -87,6 +114,23 @@ export class SessionStore extends Store {
     this.#serializer = options.serializer ?? jsonSessionSerializer;
     this.#logger = logger;
     this.#ownsClient = ownsClient;
+    this.#keys = new SessionKeyHasher(
+      options.hashKeys === false ? null : (options.keySecret ?? (undefined as unknown as string)),
+    );
+    this.#cipher =
+      options.encryptionKeys === undefined ? null : new SessionCipher(options.encryptionKeys);
+    if (options.userId !== undefined && typeof options.userId !== 'function') {
+      throw new SessionCacheConfigError(
+        'userId must be a function that returns the user id of a session, e.g. (s) => s.userId.',
+      );
+    }
+    this.#userId = options.userId;
+    this.#generationCheckInterval = options.generationCheckInterval ?? 1000;
+    if (!Number.isFinite(this.#generationCheckInterval) || this.#generationCheckInterval < 0) {
+      throw new SessionCacheConfigError(
+        `generationCheckInterval must be a number of milliseconds >= 0, got ${options.generationCheckInterval}.`,
+      );
+    }
     if (typeof this.prefix !== 'string') {
       throw new SessionCacheConfigError('prefix must be a string, e.g. "sess:".');
     }
@@ -119,9 +163,24 @@ export class SessionStore extends Store {
     }
   }
 
-  /** The memcached key of a session id. */
+  /** The memcached key of a session id: the prefix and an HMAC of the id (see `hashKeys`). */
   key(sid: string): string {
-    return this.prefix + sid;
+    return this.prefix + this.#keys.session(sid);
+  }
+
+  /** The memcached key of the namespace generation (see {@link clearSessions}). */
+  get generationKey(): string {
+    return `${this.prefix}generation`;
+  }
+
+  /** The memcached key of the index of user `userId`'s sessions (see {@link destroyUserSessions}). */
+  userKey(userId: string): string {
+    return `${this.prefix}user:${this.#keys.user(userId)}`;
+  }
+
+  /** Removes every session of this store (all nodes); see {@link clearSessions}. */
+  override clear(callback?: (err?: unknown) => void): void {
+    settle(this.clearSessions(), callback);
   }
 
   override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {
@@ -143,14 +202,44 @@ export class SessionStore extends Store {
   override createSession(req: Request, session: SessionData) {
     const created = super.createSession(req, session);
     this.#persisted.add(created);
-    const version = this.#loadedVersions.get(session);
-    if (version !== undefined) this.#versions.set(created, version);
+    const loaded = this.#loadedVersions.get(session);
+    if (loaded !== undefined) this.#versions.set(created, loaded);
+    if (this.#userId) this.#users.set(created, this.#userOf(session));
     return created;
   }
 
   /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
-  #decode(raw: Buffer): { session: SessionData; version: number } | null {
-    const { version, payload } = decodeValue(raw);
+  #decode(raw: Buffer, key: string): ({ session: SessionData } & Loaded) | null {
+    const { version, generation, flags, header, payload: stored } = decodeValue(raw);
+    let payload = stored;
+    const encrypted = flags !== -1 && (flags & FLAG_ENCRYPTED) !== 0;
+    if (this.#cipher) {
+      if (!encrypted) {
+        this.#logger.warn(
+          'Ignored a stored session that is not encrypted while encryption is on; the request ' +
+            'continues without it.',
+        );
+        return null;
+      }
+      const plain = this.#cipher.decrypt(stored, Buffer.concat([header, Buffer.from(key)]));
+      if (typeof plain === 'string') {
+        this.#logger.warn(
+          plain === 'unknown-key'
+            ? 'Ignored a stored session encrypted with a key that is not in encryptionKeys; ' +
+                'the request continues without it.'
+            : 'Ignored a stored session that failed authentication (tampered, truncated or ' +
+                'not written for this key); the request continues without it.',
+        );
+        return null;
+      }
+      payload = plain;
+    } else if (encrypted) {
+      this.#logger.warn(
+        'Ignored a stored session that is encrypted, but no encryptionKeys are configured; the ' +
+          'request continues without it.',
+      );
+      return null;
+    }
     let data: unknown;
     try {
       data = this.#serializer.parse(payload);
@@ -168,7 +257,121 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    return { session: data, version };
+    return { session: data, version, generation };
+  }
+
+  /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). */
+  #encode(session: SessionData, key: string, stamp: Loaded): Buffer {
+    const serialized = this.#serializer.stringify(session);
+    if (!this.#cipher) return encodeValue(stamp.version, stamp.generation, serialized);
+    const header = encodeHeader(stamp.version, stamp.generation, FLAG_ENCRYPTED);
+    const sealed = this.#cipher.encrypt(serialized, Buffer.concat([header, Buffer.from(key)]));
+    return Buffer.concat([header, sealed]);
+  }
+
+  #userOf(session: SessionData): string | undefined {
+    const id = this.#userId?.(session);
+    return id === undefined || id === null || id === '' ? undefined : String(id);
+  }
+
+  /**
+   * The current namespace generation: cached, re-read from memcached (in the background) at most
+   * every `generationCheckInterval` ms; the first call waits for it.
+   */
+  #currentGeneration(): number | Promise<number> {
+    if (Date.now() - this.#generationReadAt < this.#generationCheckInterval) {
+      return this.#generation;
+    }
+    const read = (this.#generationRead ??= this.#readGeneration().finally(() => {
+      this.#generationRead = null;
+    }));
+    if (this.#generationReadAt === -Infinity) return read;
+    read.catch(() => undefined); // keep the last known generation meanwhile
+    return this.#generation;
+  }
+
+  /** Reads the generation from every node (it lives on all of them) and keeps the highest. */
+  async #readGeneration(): Promise<number> {
+    const key = this.generationKey;
+    const results = await settleEach(this.client.nodes, (node) => node.get(key));
+    if (!answered(results)) throw firstError(results);
+    let highest = 0;
+    for (const r of results) {
+      const value = r.ok && r.value !== null ? Number(r.value.toString('latin1')) : 0;
+      if (Number.isSafeInteger(value) && value > highest) highest = value;
+    }
+    // A node that lost it (restarted) gets it back, so it never serves an older namespace.
+    if (highest > 0) {
+      for (const r of results) {
+        if (r.ok && r.value === null)
+          void r.node.add(key, String(highest), 0).catch(() => undefined);
+      }
+    }
+    this.#generation = Math.max(this.#generation, highest);
+    this.#generationReadAt = Date.now();
+    return this.#generation;
+  }
+
+  /**
+   * Removes every session of this store, without `flush_all`: raises the namespace generation
+   * (kept on every node), so all sessions created before are void; they expire from memcached on
+   * their own. Other keys on the same memcached are untouched. Other processes of the app see the
+   * new generation within `generationCheckInterval` ms; this one at once.
+   */
+  async clearSessions(): Promise<void> {
+    const current = await this.#readGeneration();
+    const next = Math.max(Math.floor(Date.now() / 1000), current + 1);
+    const results = await settleEach(this.client.nodes, (node) =>
+      node.set(this.generationKey, String(next), 0),
+    );
+    if (!answered(results)) throw firstError(results);
+    this.#generation = next;
+    this.#generationReadAt = Date.now();
+    const missed = results.filter((r) => !r.ok).map((r) => r.node.name);
+    if (missed.length > 0) {
+      this.#logger.warn(
+        `clear(): ${missed.join(', ')} did not take the new generation; it gets it when it ` +
+          'answers again (the other nodes already void the old sessions).',
+      );
+    }
+  }
+
+  /**
+   * Destroys every session of user `userId` (as the `userId` option reads it from sessions) and
+   * resolves with how many sessions were listed for that user. The index is kept on writes that
+   * give a session a new user id (a login), never on ordinary reads.
+   */
+  async destroyUserSessions(userId: string | number): Promise<number> {
+    if (!this.#userId) {
+      throw new SessionCacheConfigError(
+        'destroyUserSessions() needs the `userId` option: a function that returns the user id ' +
+          'of a session, e.g. { userId: (session) => session.userId }.',
+      );
+    }
+    const indexKey = this.userKey(String(userId));
+    const results = await this.client.onReplicas(indexKey, (node) => node.get(indexKey));
+    if (!answered(results)) throw firstError(results);
+    const entries = new Set<string>();
+    for (const r of results) {
+      if (!r.ok || r.value === null) continue;
+      for (const entry of r.value.toString('latin1').split(' ')) if (entry) entries.add(entry);
+    }
+    await Promise.all([...entries].map((entry) => this.#destroyKey(this.prefix + entry)));
+    await this.client.delete(indexKey);
+    return entries.size;
+  }
+
+  /** Adds `key` to the session index of `user` (creating the index if needed). */
+  async #indexUser(user: string, key: string): Promise<void> {
+    const indexKey = this.userKey(user);
+    const entry = `${key.slice(this.prefix.length)} `;
+    const ttl = Math.max(this.tombstoneTtl, this.ttl, USER_INDEX_MIN_TTL);
+    const results = await this.client.onReplicas(indexKey, async (node) => {
+      if (await node.add(indexKey, entry, ttl)) return;
+      if (await node.append(indexKey, entry)) return;
+      await node.add(indexKey, entry, ttl); // expired or deleted in between
+    });
+    if (!answered(results)) throw firstError(results);
   }
 
   /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
@@ -193,20 +396,24 @@ export class SessionStore extends Store {
   async getSession(sid: string): Promise<SessionData | null> {
     const key = this.key(sid);
     const nodes = this.client.nodesFor(key);
-    if (nodes.length === 1) {
-      const raw = await nodes[0].get(key);
-      if (raw === null) return null;
-      const found = this.#decode(raw);
-      if (found === null) return null;
-      if (isExpired(found.session)) {
-        // Rare path: drop the stale copy now; a failure here must not fail the request.
-        await nodes[0].delete(key).catch(() => undefined);
-        return null;
-      }
-      this.#loadedVersions.set(found.session, found.version);
-      return found.session;
+    let generation = this.#currentGeneration();
+    if (nodes.length > 1) {
+      if (typeof generation !== 'number') generation = await generation;
+      return this.#getReplicated(key, nodes, generation);
     }
-    return this.#getReplicated(key, nodes);
+    let raw: Buffer | null;
+    if (typeof generation === 'number') raw = await nodes[0].get(key);
+    else [raw, generation] = await Promise.all([nodes[0].get(key), generation]);
+    if (raw === null) return null;
+    const found = this.#decode(raw, key);
+    if (found === null) return null;
+    if (found.generation < generation || isExpired(found.session)) {
+      // Cleared or expired: drop the stale copy now; a failure here must not fail the request.
+      await nodes[0].delete(key).catch(() => undefined);
+      return null;
+    }
+    this.#loadedVersions.set(found.session, found);
+    return found.session;
   }
 
   /**
@@ -214,15 +421,19 @@ export class SessionStore extends Store {
    * background, unless a replica holds the tombstone of a logout it saw while another one was
    * away: then the session is gone and the leftover copies are deleted.
    */
-  async #getReplicated(key: string, nodes: MemcachedNode[]): Promise<SessionData | null> {
+  async #getReplicated(
+    key: string,
+    nodes: MemcachedNode[],
+    generation: number,
+  ): Promise<SessionData | null> {
     const results = await settleEach(nodes, (node) => node.get(key));
     if (!answered(results)) throw firstError(results);
-    let best: { session: SessionData; version: number; raw: Buffer } | null = null;
+    let best: ({ session: SessionData; raw: Buffer } & Loaded) | null = null;
     const copies: { node: MemcachedNode; version: number }[] = [];
     const missing: MemcachedNode[] = [];
     for (const r of results) {
       if (!r.ok) continue;
-      const found = r.value === null ? null : this.#decode(r.value);
+      const found = r.value === null ? null : this.#decode(r.value, key);
       if (found === null) {
         missing.push(r.node);
         continue;
@@ -238,7 +449,7 @@ export class SessionStore extends Store {
         return null;
       }
     }
-    const ttl = this.ttlOf(best.session);
+    const ttl = best.generation < generation ? null : this.ttlOf(best.session);
     if (ttl === null) {
       for (const c of copies) void c.node.delete(key).catch(() => undefined);
       return null;
@@ -249,7 +460,7 @@ export class SessionStore extends Store {
         this.#repair(c.node, 'stale', c.node.replace(key, best.raw, ttl));
       }
     }
-    this.#loadedVersions.set(best.session, best.version);
+    this.#loadedVersions.set(best.session, best);
     return best.session;
   }
 
@@ -261,19 +472,26 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const value = encodeValue(
-      nextVersion(this.#versions.get(session)),
-      this.#serializer.stringify(session),
-    );
+    const loaded = this.#versions.get(session);
+    const stamp: Loaded = {
+      version: nextVersion(loaded?.version),
+      // A session keeps the generation it was created in: saving it never revives it after clear().
+      generation: loaded?.generation ?? (await this.#currentGeneration()),
+    };
+    const value = this.#encode(session, key, stamp);
     if (value.length > this.maxSessionSize) {
       throw new SessionTooLargeError(value.length, this.maxSessionSize);
     }
+    const user = this.#userId ? this.#userOf(session) : undefined;
+    const indexing =
+      user !== undefined && user !== this.#users.get(session) ? this.#indexUser(user, key) : null;
     if (this.#persisted.has(session)) {
       const results = await this.client.onReplicas(key, (node) => node.replace(key, value, ttl));
       if (!answered(results)) throw firstError(results);
       if (!results.some((r) => r.ok && r.value)) {
         // Destroyed (logout) or expired since this request loaded it: it stays gone.
         this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
+        await indexing;
         return;
       }
     } else {
@@ -283,7 +501,9 @@ export class SessionStore extends Store {
       });
       if (!answered(results)) throw firstError(results);
     }
-    this.#versions.set(session, value.readUIntBE(2, 6));
+    await indexing;
+    if (this.#userId) this.#users.set(session, user);
+    this.#versions.set(session, stamp);
     this.#persisted.add(session);
     this.#justSaved.add(session);
   }
@@ -306,8 +526,11 @@ export class SessionStore extends Store {
    * Promise form of `destroy`. With replicas, each replica also keeps a tombstone for
    * `tombstoneTtl` seconds, so a copy on a node that missed the logout cannot come back.
    */
-  async destroySession(sid: string): Promise<void> {
-    const key = this.key(sid);
+  destroySession(sid: string): Promise<void> {
+    return this.#destroyKey(this.key(sid));
+  }
+
+  async #destroyKey(key: string): Promise<void> {
     if (this.client.replicas === 1) {
       await this.client.delete(key);
       return;

@@ -5,7 +5,7 @@ import type {
   OptionalFactoryDependency,
   Type,
 } from '@nestjs/common';
-import type { SessionOptions } from 'express-session';
+import type { SessionData, SessionOptions } from 'express-session';
 import type { SessionSerializer } from '../session.serializer';
 
 /** express-session's options, minus `store` (this library provides it) and with `secret` required. */
@@ -33,6 +33,35 @@ export interface SessionStoreOptions {
   maxSessionSize?: number;
   /** How sessions become bytes. Default JSON. */
   serializer?: SessionSerializer;
+  /**
+   * Hide session ids in memcached: the key is the prefix plus HMAC-SHA256(`keySecret`, id).
+   * Default true. `false` uses the raw id (anyone who can list memcached's keys can then hijack
+   * sessions).
+   */
+  hashKeys?: boolean;
+  /**
+   * Secret of the key HMAC. SessionCacheModule defaults it to the session secret (the last one when
+   * `secret` is an array, so adding a new secret in front keeps sessions); `createSessionStore` and
+   * `new SessionStore` need it unless `hashKeys` is false. Changing it logs everyone out.
+   */
+  keySecret?: string | Buffer;
+  /**
+   * Encrypt sessions at rest with AES-256-GCM: 32-byte keys (Buffers, or base64/hex strings); the
+   * first encrypts, all decrypt (rotation). Values that do not authenticate, or are not encrypted,
+   * count as no session. Default: off.
+   */
+  encryptionKeys?: (string | Buffer)[];
+  /**
+   * The user id of a session, for `destroyUserSessions(userId)` (logout everywhere), e.g.
+   * `(session) => session.userId`. A save that gives a session a new user id (a login) adds it to
+   * that user's index; ordinary requests cost nothing extra. Default: none.
+   */
+  userId?: (session: SessionData) => unknown;
+  /**
+   * How often (ms) a process re-reads the namespace generation that `clear()` raises; other
+   * processes stop serving cleared sessions within this time. Default 1000.
+   */
+  generationCheckInterval?: number;
   /** Time budget of one memcached operation in ms, retries and connecting included. Default 500. */
   timeout?: number;
   /** TCP keep-alive on memcached connections. Default false. */

@@ -31,7 +31,12 @@ async function inBatches<T, R>(items: T[], width: number, work: (item: T) => Pro
 
 function storeOn(url: string, options: { timeout?: number; retryDelay?: number } = {}) {
   const client = SessionCache.fromUrl(url, { timeout: 300, ...options });
-  return new SessionStore(client, { ttl: 3600, tombstoneTtl: 3600 }, new RecordingLogger(), true);
+  return new SessionStore(
+    client,
+    { ttl: 3600, tombstoneTtl: 3600, keySecret: 'k' },
+    new RecordingLogger(),
+    true,
+  );
 }
 
 async function writeSessions(store: SessionStore, count: number): Promise<string[]> {

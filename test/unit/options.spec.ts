@@ -68,4 +68,13 @@ describe('resolveSessionCacheOptions', () => {
       expect((err as Error).message).not.toContain("'x'");
     }
   });
+
+  it('derives the key HMAC secret from the session secret unless given', () => {
+    const keyOf = (secret: string | string[], keySecret?: string) =>
+      resolveSessionCacheOptions({ url, keySecret, session: { secret } }).keySecret;
+    expect(keyOf('s')).toBe('s');
+    // The oldest of a rotation list: adding a new secret in front keeps every session's key.
+    expect(keyOf(['new', 'old'])).toBe('old');
+    expect(keyOf(['new', 'old'], 'mine')).toBe('mine');
+  });
 });

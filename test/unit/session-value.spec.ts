@@ -3,24 +3,32 @@ import { decodeValue, encodeValue, nextVersion, VALUE_HEADER_BYTES } from '../..
 describe('stored session values', () => {
   it('round-trips version, flags and payload from a string or a buffer', () => {
     for (const payload of ['{"cookie":{}}', Buffer.from([0, 1, 2, 255])]) {
-      const raw = encodeValue(1_795_000_000_123, payload, 3);
+      const raw = encodeValue(1_795_000_000_123, 1_795_000_000, payload, 3);
       expect(raw).toHaveLength(VALUE_HEADER_BYTES + Buffer.byteLength(payload));
       expect(decodeValue(raw)).toEqual({
         version: 1_795_000_000_123,
+        generation: 1_795_000_000,
         flags: 3,
+        header: raw.subarray(0, VALUE_HEADER_BYTES),
         payload: Buffer.from(payload),
       });
     }
   });
 
   it('writes multi-byte text at its byte length', () => {
-    const raw = encodeValue(1, '{"name":"Zoë 🎉"}');
+    const raw = encodeValue(1, 0, '{"name":"Zoë 🎉"}');
     expect(decodeValue(raw).payload.toString('utf8')).toBe('{"name":"Zoë 🎉"}');
   });
 
   it('reads a value without a header (written by 0.1) as version 0', () => {
     const legacy = Buffer.from('{"cookie":{}}');
-    expect(decodeValue(legacy)).toEqual({ version: 0, flags: -1, payload: legacy });
+    expect(decodeValue(legacy)).toEqual({
+      version: 0,
+      generation: 0,
+      flags: -1,
+      header: Buffer.alloc(0),
+      payload: legacy,
+    });
   });
 
   it('makes each save newer than the one it loaded, and than the clock', () => {

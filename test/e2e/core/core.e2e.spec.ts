@@ -35,6 +35,11 @@ async function withApp(
   }
 }
 
+/** The memcached key of the session behind a cookie, as the app's store computes it. */
+function keyOf(app: INestApplication, cookie: string): string {
+  return app.get(SessionStore).key(sessionIdOf(cookie));
+}
+
 async function login(app: INestApplication, user = 'ada'): Promise<string> {
   const res = await request(app.getHttpServer()).post('/login').send({ user }).expect(200);
   return cookieFrom(res);
@@ -63,7 +68,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
     const me = await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
     expect(me.body).toEqual({ user: 'ada', visits: 1 });
-    const stored = await memcached.getRaw(`sess:${sessionIdOf(cookie)}`);
+    const stored = await memcached.getRaw(keyOf(app, cookie));
     expect(JSON.parse(String(storedPayload(stored)))).toMatchObject({ user: 'ada', visits: 1 });
   });
 
@@ -96,7 +101,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     const cookie = await login(app);
     await request(app.getHttpServer()).post('/logout').set('Cookie', cookie).expect(204);
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
-    expect(await memcached.getRaw(`sess:${sessionIdOf(cookie)}`)).toBeNull();
+    expect(await memcached.getRaw(keyOf(app, cookie))).toBeNull();
   });
 
   it('login regenerates the session id (the pre-login session is dead)', async () => {
@@ -124,7 +129,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     gate.open();
     await slow; // it modifies the session and saves it after the logout
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
-    expect(await memcached.getRaw(`sess:${sessionIdOf(cookie)}`)).toBeNull();
+    expect(await memcached.getRaw(keyOf(app, cookie))).toBeNull();
   });
 
   it('5. answers 413 for an oversized session and keeps the stored one intact', async () => {
@@ -143,7 +148,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
   it('6. treats a corrupt stored value as no session, with a warning that names no id', async () => {
     const cookie = await login(app);
     const sid = sessionIdOf(cookie);
-    await memcached.setRaw(`sess:${sid}`, '{"cookie":', 600);
+    await memcached.setRaw(app.get(SessionStore).key(sid), '{"cookie":', 600);
     logger.lines.length = 0;
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
     const warning = logger.lines.find((l) => l.includes('could not be decoded'));
@@ -153,7 +158,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
 
   it('2. never serves a session whose cookie expired, even while memcached still has it', async () => {
     const cookie = await login(app);
-    const key = `sess:${sessionIdOf(cookie)}`;
+    const key = keyOf(app, cookie);
     const data = JSON.parse(String(storedPayload(await memcached.getRaw(key))));
     data.cookie.expires = new Date(Date.now() - 1000).toISOString();
     await memcached.setRaw(key, JSON.stringify(data), 600);
@@ -163,7 +168,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     const options = { session: { secret: 's', cookie: { maxAge: 3_600_000 } } };
     await withApp(memcached.url, options, async ({ app: rolling }) => {
       const cookie = await login(rolling);
-      const key = `sess:${sessionIdOf(cookie)}`;
+      const key = keyOf(rolling, cookie);
       await rawCommand(memcached.port, `touch ${key} 5`); // as if the session were about to expire
       expect(await memcached.ttl(key)).toBeLessThanOrEqual(5);
       const before = await memcached.stats();
@@ -185,7 +190,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     };
     await withApp(memcached.url, options, async ({ app: custom }) => {
       const cookie = await login(custom, 'grace');
-      const raw = String(storedPayload(await memcached.getRaw(`b64:${sessionIdOf(cookie)}`)));
+      const raw = String(storedPayload(await memcached.getRaw(keyOf(custom, cookie))));
       expect(raw).toMatch(/^[A-Za-z0-9+/=]+$/);
       expect(JSON.parse(Buffer.from(raw, 'base64').toString())).toMatchObject({ user: 'grace' });
       const me = await request(custom.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
@@ -207,7 +212,7 @@ describe('cookie lifetimes (e2e)', () => {
       const cookie = await login(app);
       await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
       await request(app.getHttpServer()).post('/visits').set('Cookie', cookie).expect(200);
-      expect(await memcached.ttl(`sess:${sessionIdOf(cookie)}`)).toBeGreaterThan(40 * 86_400 - 10);
+      expect(await memcached.ttl(keyOf(app, cookie))).toBeGreaterThan(40 * 86_400 - 10);
     });
   });
 });

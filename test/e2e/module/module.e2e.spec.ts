@@ -128,6 +128,10 @@ describe('SessionCacheModule registration', () => {
         { session: { secret: 's' }, onUnavailable: 'ignore' },
         /onUnavailable must be 'fail' or 'proceed'/,
       ],
+      [{ session: { secret: 's' }, encryptionKeys: [] }, /encryptionKeys must be a non-empty/],
+      [{ session: { secret: 's' }, encryptionKeys: ['c2hvcnQ='] }, /encryptionKeys\[0\]/],
+      [{ session: { secret: 's' }, username: 'app' }, /SASL needs both/],
+      [{ session: { secret: 's' }, userId: 'id' }, /userId must be a function/],
     ])('rejects options %j', (options, message) => {
       expect(() => SessionCacheModule.forRoot(memcached.url, options as never)).toThrow(
         SessionCacheConfigError,
@@ -288,7 +292,11 @@ describe('SessionCacheModule registration', () => {
 
   describe('createSessionStore (plain Express)', () => {
     it('builds a store that owns and closes its client', async () => {
-      const store = createSessionStore(memcached.url, { prefix: 'plain:', ttl: 60 });
+      const store = createSessionStore(memcached.url, {
+        prefix: 'plain:',
+        ttl: 60,
+        keySecret: 'k',
+      });
       expect(store.prefix).toBe('plain:');
       await store.client.set('plain:probe', 'x', 60);
       expect(String(await memcached.getRaw('plain:probe'))).toBe('x');

@@ -3,7 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import { CACHE_MANAGER } from '@nestjs/cache-manager';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
-import { DEFAULT_PREFIX, getSessionCacheToken, SessionCache } from '../../../src';
+import { getSessionCacheToken, SessionCache, SessionStore } from '../../../src';
 import { AppModule } from '../../../sample/app.module';
 import { SESSION_COOKIE } from '../../../sample/session';
 import {
@@ -31,7 +31,7 @@ describe('sample app: general cache on memcached A, sessions on memcached B', ()
   function sessionKey(cookie: string): string {
     const sid = sessionIdOf(cookie);
     seenSessionIds.add(sid);
-    return DEFAULT_PREFIX + sid;
+    return app.get(SessionStore).key(sid);
   }
 
   async function login(username: string, cookie?: string): Promise<string> {
