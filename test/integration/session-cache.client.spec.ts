@@ -163,7 +163,7 @@ describe('SessionCache when memcached is down or hung', () => {
     const cache = SessionCache.fromUrl(`memcached://app:pw-s3cr3t@127.0.0.1:${port}`, {
       timeout: 200,
     });
-    const store = new SessionStore(cache);
+    const store = new SessionStore(cache, { keySecret: 'k' });
     expect(inspect(cache, { depth: 20, showHidden: true })).not.toContain('pw-s3cr3t');
     expect(inspect(store, { depth: 20, showHidden: true })).not.toContain('pw-s3cr3t');
     expect(JSON.stringify(cache)).not.toContain('pw-s3cr3t');

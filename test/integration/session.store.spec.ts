@@ -33,7 +33,7 @@ describe('SessionStore against a real memcached', () => {
   });
   beforeEach(() => {
     logger = new RecordingLogger();
-    store = new SessionStore(cache, { ttl: 3600 }, logger);
+    store = new SessionStore(cache, { ttl: 3600, keySecret: 'k' }, logger);
   });
   afterAll(async () => {
     await cache.close();
@@ -153,7 +153,7 @@ describe('SessionStore against a real memcached', () => {
 
   describe('5. oversized sessions', () => {
     it('refuses a session over the limit before sending it and keeps the stored one', async () => {
-      const small = new SessionStore(cache, { maxSessionSize: 2000 }, logger);
+      const small = new SessionStore(cache, { maxSessionSize: 2000, keySecret: 'k' }, logger);
       const id = sid();
       await storeSet(small, id, newSession(small, id, { user: 'u' }));
       const loaded = (await loadSession(small, id))!;
@@ -220,19 +220,27 @@ describe('SessionStore against a real memcached', () => {
           return JSON.parse(Buffer.from(text.slice(3), 'base64').toString());
         },
       };
-      const custom = new SessionStore(cache, { serializer: tagged, prefix: 'custom:' }, logger);
+      const custom = new SessionStore(
+        cache,
+        { serializer: tagged, prefix: 'custom:', keySecret: 'k' },
+        logger,
+      );
       const id = sid();
       await storeSet(custom, id, newSession(custom, id, { user: 'b64' }));
-      expect(storedPayload(await memcached.getRaw(`custom:${id}`))).toMatch(/^v1:/);
+      expect(storedPayload(await memcached.getRaw(custom.key(id)))).toMatch(/^v1:/);
       expect(await storeGet(custom, id)).toMatchObject({ user: 'b64' });
-      await memcached.setRaw(`custom:${id}`, '{"cookie":{}}', 60);
+      await memcached.setRaw(custom.key(id), '{"cookie":{}}', 60);
       expect(await storeGet(custom, id)).toBeNull();
       expect(logger.warnings[0]).toMatch(/could not be decoded \(Error\)/);
     });
   });
 
   it('calls back asynchronously with errors as the first argument when memcached is down', async () => {
-    const down = new SessionStore(SessionCache.fromUrl('memcached://127.0.0.1:1'), {}, logger);
+    const down = new SessionStore(
+      SessionCache.fromUrl('memcached://127.0.0.1:1'),
+      { keySecret: 'k' },
+      logger,
+    );
     const calls: unknown[][] = [];
     await new Promise<void>((resolve) =>
       down.get('x', (...args) => {
@@ -246,10 +254,18 @@ describe('SessionStore against a real memcached', () => {
   });
 
   it('rejects bad options with clear errors', () => {
-    expect(() => new SessionStore(cache, { ttl: 0 })).toThrow(/ttl must be a whole number/);
-    expect(() => new SessionStore(cache, { maxSessionSize: -1 })).toThrow(/maxSessionSize/);
+    expect(() => new SessionStore(cache, { ttl: 0, keySecret: 'k' })).toThrow(
+      /ttl must be a whole number/,
+    );
+    expect(() => new SessionStore(cache, { maxSessionSize: -1, keySecret: 'k' })).toThrow(
+      /maxSessionSize/,
+    );
     expect(
-      () => new SessionStore(cache, { serializer: {} as unknown as SessionSerializer }),
+      () =>
+        new SessionStore(cache, {
+          serializer: {} as unknown as SessionSerializer,
+          keySecret: 'k',
+        }),
     ).toThrow(/serializer must have stringify\(\) and parse\(\)/);
   });
 });
