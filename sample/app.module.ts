@@ -6,7 +6,7 @@ import { CacheController } from './cache.controller';
 import { configFromEnv, SampleConfig } from './config';
 import { generalCacheModule } from './general-cache';
 import { MeController } from './me.controller';
-import { SESSION_COOKIE } from './session';
+import { SampleSessionData, SESSION_COOKIE } from './session';
 import { SessionCacheStatsService } from './session-cache-stats.service';
 import { StampService } from './stamp.service';
 
@@ -29,6 +29,8 @@ export class AppModule {
             // Behind HTTPS also set `secure: true` (and `app.set('trust proxy', 1)` behind a proxy).
             cookie: { maxAge: 60 * 60 * 1000 },
           },
+          // For POST /logout-everywhere: which user a session belongs to.
+          userId: (session) => (session as SampleSessionData).user?.username,
         }),
       ],
       controllers: [AuthController, MeController, CacheController, AdminController],

@@ -1,6 +1,23 @@
-import { BadRequestException, Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
+import {
+  BadRequestException,
+  Body,
+  Controller,
+  HttpCode,
+  Post,
+  Req,
+  Res,
+  UseGuards,
+} from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { destroy, regenerate, SESSION_COOKIE, SessionUser } from './session';
+import { SessionStore } from '../src';
+import {
+  destroy,
+  LoggedInGuard,
+  regenerate,
+  SESSION_COOKIE,
+  sessionOf,
+  SessionUser,
+} from './session';
 
 interface LoginBody {
   username?: unknown;
@@ -8,6 +25,8 @@ interface LoginBody {
 
 @Controller()
 export class AuthController {
+  constructor(private readonly store: SessionStore) {}
+
   /**
    * Logs in as `username` (no password: this is a demo). The session id is regenerated first, so
    * an id handed out before login (or planted by an attacker) is worth nothing afterwards.
@@ -35,5 +54,21 @@ export class AuthController {
     await destroy(req);
     res.clearCookie(SESSION_COOKIE, { path: '/' });
     return { loggedOut: true };
+  }
+
+  /**
+   * Logs the current user out on every device: destroys every session whose `userId` (see the
+   * module options) is this user's, this one included.
+   */
+  @Post('logout-everywhere')
+  @HttpCode(200)
+  @UseGuards(LoggedInGuard)
+  async logoutEverywhere(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<{ sessions: number }> {
+    const sessions = await this.store.destroyUserSessions(sessionOf(req).user!.username);
+    res.clearCookie(SESSION_COOKIE, { path: '/' });
+    return { sessions };
   }
 }

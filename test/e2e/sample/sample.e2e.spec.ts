@@ -165,6 +165,17 @@ describe('sample app: general cache on memcached A, sessions on memcached B', ()
     await api().get('/admin/session-cache').set('Cookie', cookie).expect(401);
   });
 
+  it('POST /logout-everywhere ends every session of that user and nobody else', async () => {
+    const laptop = await login('barbara');
+    const phone = await login('barbara');
+    const other = await login('john');
+    await api().post('/logout-everywhere').set('Cookie', phone).expect(200, { sessions: 2 });
+    await api().get('/me').set('Cookie', laptop).expect(401);
+    await api().get('/me').set('Cookie', phone).expect(401);
+    await api().get('/me').set('Cookie', other).expect(200);
+    expect(await sessions.getRaw(sessionKey(laptop))).toBeNull();
+  });
+
   it('GET /admin/session-cache reports memcached B through the injected SessionCache', async () => {
     await api().get('/admin/session-cache').expect(401);
     const cookie = await login('edsger');
