@@ -57,19 +57,28 @@ const SCHEME = 'memcached://';
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 
+/**
+ * Where the user information of `url` is: from after the scheme (or the start, when the last "@"
+ * comes before any "://") to the last "@". The last "@" wins so that an unencoded "@", "?", "/" or
+ * "://" in a password still counts as part of it.
+ */
+function userinfoSpan(url: string): { start: number; at: number } | null {
+  const at = url.lastIndexOf('@');
+  if (at < 0) return null;
+  const schemeEnd = url.indexOf('://');
+  const start = schemeEnd >= 0 && schemeEnd < at ? schemeEnd + 3 : 0;
+  return { start, at };
+}
+
 /** Replaces the password of a memcached URL (if any) by `***`. Never throws. */
 export function redactUrl(url: string): string {
   if (typeof url !== 'string') return String(url);
-  const schemeEnd = url.indexOf('://');
-  const start = schemeEnd >= 0 ? schemeEnd + 3 : 0;
-  const queryStart = url.indexOf('?', start);
-  const authorityEnd = queryStart >= 0 ? queryStart : url.length;
-  const at = url.lastIndexOf('@', authorityEnd - 1);
-  if (at < start) return url;
-  const userinfo = url.slice(start, at);
+  const span = userinfoSpan(url);
+  if (!span) return url;
+  const userinfo = url.slice(span.start, span.at);
   const colon = userinfo.indexOf(':');
   if (colon < 0) return url;
-  return `${url.slice(0, start)}${userinfo.slice(0, colon)}:***${url.slice(at)}`;
+  return `${url.slice(0, span.start)}${userinfo.slice(0, colon)}:***${url.slice(span.at)}`;
 }
 
 function fail(url: string, problem: string, fix: string): never {
@@ -211,12 +220,18 @@ export function parseSessionCacheUrl(url: string): ParsedSessionCacheUrl {
   }
   const trimmed = url.trim();
   if (!trimmed.toLowerCase().startsWith(SCHEME)) {
-    const scheme = trimmed.includes('://')
-      ? `"${trimmed.slice(0, trimmed.indexOf('://'))}"`
+    const redacted = redactUrl(trimmed);
+    const scheme = redacted.includes('://')
+      ? `"${redacted.slice(0, redacted.indexOf('://'))}"`
       : 'missing';
     fail(url, `the scheme is ${scheme}, not "memcached"`, 'Start the URL with memcached://.');
   }
-  const rest = trimmed.slice(SCHEME.length);
+  let rest = trimmed.slice(SCHEME.length);
+  // User information first (up to the last "@"), so that reserved characters a password should
+  // have percent-encoded never spill into the host list or the query (and into error messages).
+  const at = rest.lastIndexOf('@');
+  const userinfo = at >= 0 ? rest.slice(0, at) : null;
+  if (at >= 0) rest = rest.slice(at + 1);
   const queryStart = rest.indexOf('?');
   let authority = queryStart >= 0 ? rest.slice(0, queryStart) : rest;
   const query = queryStart >= 0 ? rest.slice(queryStart + 1) : '';
@@ -230,10 +245,7 @@ export function parseSessionCacheUrl(url: string): ParsedSessionCacheUrl {
   }
 
   let credentials: MemcachedCredentials | undefined;
-  const at = authority.lastIndexOf('@');
-  if (at >= 0) {
-    const userinfo = authority.slice(0, at);
-    authority = authority.slice(at + 1);
+  if (userinfo !== null) {
     const colon = userinfo.indexOf(':');
     const username = decode(url, colon >= 0 ? userinfo.slice(0, colon) : userinfo, 'user name');
     const password = colon >= 0 ? decode(url, userinfo.slice(colon + 1), 'password') : '';

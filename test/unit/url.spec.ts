@@ -32,6 +32,15 @@ describe('parseSessionCacheUrl', () => {
     expect(parsed.credentials?.password).toBe('p:w@rd/1');
   });
 
+  it('takes an unencoded reserved character in a password as part of it (up to the last "@")', () => {
+    const parsed = parseSessionCacheUrl('memcached://app:pa?ss/w@rd@cache:11212?timeout=5');
+    expect(parsed.credentials?.username).toBe('app');
+    expect(parsed.credentials?.password).toBe('pa?ss/w@rd');
+    expect(parsed.servers).toEqual([{ host: 'cache', port: 11212 }]);
+    expect(parsed.options).toEqual({ timeout: 5 });
+    expect(parsed.redacted).toBe('memcached://app:***@cache:11212?timeout=5');
+  });
+
   it('never shows the password when inspected, stringified or redacted', () => {
     const parsed = parseSessionCacheUrl('memcached://user:s3cr3t-pw@h:11212');
     expect(inspect(parsed, { depth: 10 })).not.toContain('s3cr3t-pw');
