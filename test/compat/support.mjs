@@ -118,9 +118,13 @@ export async function assertSessionRoundTrip(result, memcached) {
   assert.equal(anonymous.body.greeting, null, 'a request without the cookie has no greeting');
   assert.notEqual(anonymous.body.sessionId, sessionId);
 
-  const stored = await memcached.getRaw(`sess:${sessionId}`);
-  assert.ok(stored, `session sess:${sessionId} is in memcached`);
-  // Stored values start with an 8-byte header (0xF5, flags, version; see src/session-value.ts).
+  const { key } = write.body;
+  assert.match(key, /^sess:[A-Za-z0-9_-]{43}$/, 'the key is the prefix and an HMAC');
+  assert.ok(!key.includes(sessionId), 'the key does not show the session id');
+  const stored = await memcached.getRaw(key);
+  assert.ok(stored, `session ${key} is in memcached`);
+  // Stored values start with a 12-byte header (0xF5, flags, version, generation; see
+  // src/session-value.ts).
   assert.equal(stored[0], 0xf5, 'the value has the header');
-  assert.equal(JSON.parse(stored.subarray(8).toString('utf8')).greeting, greeting);
+  assert.equal(JSON.parse(stored.subarray(12).toString('utf8')).greeting, greeting);
 }
