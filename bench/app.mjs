@@ -35,7 +35,7 @@ async function makeStore() {
     case 'lib-1':
     case 'lib-3r2': {
       const { createSessionStore } = require(`${root}dist`);
-      const store = createSessionStore(storeUrl, { ttl: 3600 });
+      const store = createSessionStore(storeUrl, { ttl: 3600, keySecret: SECRET });
       return { store, close: () => store.close() };
     }
     case 'connect-memcached': {
