@@ -20,6 +20,7 @@ import {
   FLAG_ENCRYPTED,
   nextVersion,
 } from './session-value';
+import type { ValueStamp } from './session-value';
 import { SessionCacheConfigError, SessionTooLargeError } from './session-cache.errors';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
 
@@ -27,6 +28,8 @@ export const DEFAULT_PREFIX = 'sess:';
 export const DEFAULT_TTL = 86_400;
 /** memcached's default item limit (-I 1m) minus room for the key and item header. */
 export const DEFAULT_MAX_SESSION_SIZE = 1024 * 1024 - 1024;
+/** Default lazy-touch slack: a tenth of a session's lifetime. */
+export const DEFAULT_LAZY_TOUCH = 0.1;
 
 /** Payload of the store's `readRepair` event. */
 export interface ReadRepairEvent {
@@ -37,11 +40,13 @@ export interface ReadRepairEvent {
   reason: 'missing' | 'stale' | 'destroyed';
 }
 
-/** What a stored session says about itself. */
-interface Loaded {
-  version: number;
-  generation: number;
+/** What a stored session says about itself (its header), and whether it had one. */
+interface Loaded extends ValueStamp {
+  legacy?: boolean;
 }
+
+/** Sessions whose last TOUCH this process remembers (see lazy touch). */
+const TOUCH_MEMO_SIZE = 100_000;
 
 /** The session index of a user lives at least this long (seconds), see destroyUserSessions. */
 const USER_INDEX_MIN_TTL = 30 * 86_400;
@@ -78,6 +83,8 @@ export class SessionStore extends Store {
   readonly ttl: number;
   readonly maxSessionSize: number;
   readonly tombstoneTtl: number;
+  /** Lazy touch: the fraction of a session's lifetime added as slack; see the option. */
+  readonly lazyTouch: number;
   readonly #serializer: SessionSerializer;
   readonly #logger: SessionCacheLogger;
   readonly #ownsClient: boolean;
@@ -98,6 +105,8 @@ export class SessionStore extends Store {
   #generation = 0;
   #generationReadAt = -Infinity;
   #generationRead: Promise<number> | null = null;
+  /** key → the version and expiry of this process's last TOUCH of it (lazy touch). */
+  readonly #touched = new Map<string, { version: number; expiresAt: number }>();
 
   constructor(
     /** The memcached client of the session cluster. */
@@ -111,6 +120,12 @@ export class SessionStore extends Store {
     this.ttl = options.ttl ?? DEFAULT_TTL;
     this.maxSessionSize = options.maxSessionSize ?? DEFAULT_MAX_SESSION_SIZE;
     this.tombstoneTtl = options.tombstoneTtl ?? this.ttl;
+    this.lazyTouch = options.lazyTouch ?? DEFAULT_LAZY_TOUCH;
+    if (!(this.lazyTouch >= 0 && this.lazyTouch <= 1)) {
+      throw new SessionCacheConfigError(
+        `lazyTouch must be a fraction from 0 (touch on every request) to 1, got ${options.lazyTouch}.`,
+      );
+    }
     this.#serializer = options.serializer ?? jsonSessionSerializer;
     this.#logger = logger;
     this.#ownsClient = ownsClient;
@@ -210,7 +225,7 @@ export class SessionStore extends Store {
 
   /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
   #decode(raw: Buffer, key: string): ({ session: SessionData } & Loaded) | null {
-    const { version, generation, flags, header, payload: stored } = decodeValue(raw);
+    const { version, generation, expiresAt, flags, header, payload: stored } = decodeValue(raw);
     let payload = stored;
     const encrypted = flags !== -1 && (flags & FLAG_ENCRYPTED) !== 0;
     if (this.#cipher) {
@@ -257,14 +272,14 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    return { session: data, version, generation };
+    return { session: data, version, generation, expiresAt, legacy: flags === -1 };
   }
 
   /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). */
-  #encode(session: SessionData, key: string, stamp: Loaded): Buffer {
+  #encode(session: SessionData, key: string, stamp: ValueStamp): Buffer {
     const serialized = this.#serializer.stringify(session);
-    if (!this.#cipher) return encodeValue(stamp.version, stamp.generation, serialized);
-    const header = encodeHeader(stamp.version, stamp.generation, FLAG_ENCRYPTED);
+    if (!this.#cipher) return encodeValue(stamp, serialized);
+    const header = encodeHeader(stamp, FLAG_ENCRYPTED);
     const sealed = this.#cipher.encrypt(serialized, Buffer.concat([header, Buffer.from(key)]));
     return Buffer.concat([header, sealed]);
   }
@@ -407,7 +422,7 @@ export class SessionStore extends Store {
     if (raw === null) return null;
     const found = this.#decode(raw, key);
     if (found === null) return null;
-    if (found.generation < generation || isExpired(found.session)) {
+    if (found.generation < generation || (found.legacy && isExpired(found.session))) {
       // Cleared or expired: drop the stale copy now; a failure here must not fail the request.
       await nodes[0].delete(key).catch(() => undefined);
       return null;
@@ -449,7 +464,9 @@ export class SessionStore extends Store {
         return null;
       }
     }
-    const ttl = best.generation < generation ? null : this.ttlOf(best.session);
+    const expired = best.generation < generation || (best.legacy && isExpired(best.session));
+    // A repaired copy lives as a touch would make it: this read is a request of the session.
+    const ttl = expired ? null : this.#fullTtl(best.session);
     if (ttl === null) {
       for (const c of copies) void c.node.delete(key).catch(() => undefined);
       return null;
@@ -477,6 +494,7 @@ export class SessionStore extends Store {
       version: nextVersion(loaded?.version),
       // A session keeps the generation it was created in: saving it never revives it after clear().
       generation: loaded?.generation ?? (await this.#currentGeneration()),
+      expiresAt: expiresAt(ttl),
     };
     const value = this.#encode(session, key, stamp);
     if (value.length > this.maxSessionSize) {
@@ -508,18 +526,44 @@ export class SessionStore extends Store {
     this.#justSaved.add(session);
   }
 
-  /** Promise form of `touch`: refreshes the TTL without sending the session. */
+  /**
+   * Promise form of `touch`: refreshes the TTL with memcached's TOUCH, without sending the session.
+   * Lazy: skipped while memcached is known to keep the session at least until its cookie expires
+   * (from the value's header, or this process's last touch of that version); a touch adds
+   * `lazyTouch` × the lifetime as slack, so the next one is due only after that much time.
+   */
   async touchSession(sid: string, session: SessionData): Promise<void> {
     if (this.#justSaved.has(session)) {
       this.#justSaved.delete(session);
       return;
     }
+    const key = this.key(sid);
     const ttl = this.ttlOf(session);
     if (ttl === null) {
-      await this.client.delete(this.key(sid));
+      await this.client.delete(key);
       return;
     }
-    await this.client.touch(this.key(sid), ttl);
+    const loaded = this.#versions.get(session);
+    if (loaded !== undefined) {
+      const ms = remainingMs(session);
+      const needed = Math.ceil((Date.now() + (ms ?? this.ttl * 1000)) / 1000);
+      const memo = this.#touched.get(key);
+      const known = Math.max(
+        loaded.expiresAt,
+        memo !== undefined && memo.version === loaded.version ? memo.expiresAt : 0,
+      );
+      if (known >= needed) return;
+    }
+    await this.client.touch(key, ttl);
+    if (loaded !== undefined) this.#rememberTouch(key, loaded.version, expiresAt(ttl));
+  }
+
+  #rememberTouch(key: string, version: number, until: number): void {
+    this.#touched.delete(key);
+    if (this.#touched.size >= TOUCH_MEMO_SIZE) {
+      this.#touched.delete(this.#touched.keys().next().value!);
+    }
+    this.#touched.set(key, { version, expiresAt: until });
   }
 
   /**
@@ -543,14 +587,22 @@ export class SessionStore extends Store {
   }
 
   /**
-   * Seconds the session should live in memcached: from the cookie's expiry (rounded up, at
-   * least 1), else `ttl`; `null` when the cookie has already expired.
+   * Seconds the session should live in memcached from now: until its cookie expires (`ttl` for a
+   * browser-session cookie), plus the lazy-touch slack, rounded up, at least 1; `null` when the
+   * cookie has already expired.
    */
   ttlOf(session: SessionData): number | null {
     const ms = remainingMs(session);
-    if (ms === undefined) return this.ttl;
-    if (ms <= 0) return null;
-    return Math.max(1, Math.ceil(ms / 1000));
+    if (ms !== undefined && ms <= 0) return null;
+    const seconds = ms === undefined ? this.ttl : ms / 1000;
+    return Math.max(1, Math.ceil(seconds * (1 + this.lazyTouch)));
+  }
+
+  /** The TTL a touch at this moment would give: the cookie's full maxAge (or `ttl`) plus slack. */
+  #fullTtl(session: SessionData): number {
+    const maxAge = (session.cookie as { originalMaxAge?: unknown } | undefined)?.originalMaxAge;
+    const seconds = typeof maxAge === 'number' && maxAge > 0 ? maxAge / 1000 : this.ttl;
+    return Math.max(1, Math.ceil(seconds * (1 + this.lazyTouch)));
   }
 
   /** Closes the memcached connections if this store opened them (`createSessionStore`). */
@@ -570,6 +622,12 @@ function isSessionData(value: unknown): value is SessionData {
 }
 
 /** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
+/** The Unix second until which memcached surely keeps a value written now with `ttl`. */
+function expiresAt(ttl: number): number {
+  // memcached's clock may run a second behind ours: stay on the safe side.
+  return Math.floor(Date.now() / 1000) + ttl - 1;
+}
+
 function isExpired(session: Partial<SessionData>): boolean {
   const left = remainingMs(session);
   return left !== undefined && left <= 0;

@@ -58,6 +58,14 @@ export interface SessionStoreOptions {
    */
   userId?: (session: SessionData) => unknown;
   /**
+   * Lazy touch: sessions are kept this fraction of their lifetime longer than their cookie, and
+   * express-session's per-request touch is skipped while memcached is known to keep the session
+   * past its cookie's expiry. A session then expires between its idle timeout (maxAge after the
+   * last request) and that plus `lazyTouch` × maxAge; never earlier. 0 touches on every request.
+   * Default 0.1.
+   */
+  lazyTouch?: number;
+  /**
    * How often (ms) a process re-reads the namespace generation that `clear()` raises; other
    * processes stop serving cleared sessions within this time. Default 1000.
    */

@@ -218,7 +218,11 @@ describe('stored-value decoder: fuzzing against a real memcached', () => {
             .map(([h, p]) => Buffer.concat([h, Buffer.from(p)])),
           // Text that is nearly a session.
           fc.jsonValue().map((v) => Buffer.from(JSON.stringify({ cookie: v, user: v }) ?? 'null')),
-          fc.jsonValue().map((v) => encodeValue(1, 0, JSON.stringify(v) ?? 'null')),
+          fc
+            .jsonValue()
+            .map((v) =>
+              encodeValue({ version: 1, generation: 0, expiresAt: 0 }, JSON.stringify(v) ?? 'null'),
+            ),
         );
         const sids: string[] = [];
         await fc.assert(

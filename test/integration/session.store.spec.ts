@@ -12,6 +12,7 @@ import {
   storedPayload,
 } from '../support/store';
 import { VALUE_HEADER_BYTES } from '../../src/session-value';
+import { eventually } from '../support/wait';
 
 const DAY = 86_400;
 
@@ -33,7 +34,8 @@ describe('SessionStore against a real memcached', () => {
   });
   beforeEach(() => {
     logger = new RecordingLogger();
-    store = new SessionStore(cache, { ttl: 3600, keySecret: 'k' }, logger);
+    // lazyTouch 0: TTLs exactly as the cookie says, a TOUCH on every request (see 8. for lazy).
+    store = new SessionStore(cache, { ttl: 3600, keySecret: 'k', lazyTouch: 0 }, logger);
   });
   afterAll(async () => {
     await cache.close();
@@ -232,6 +234,63 @@ describe('SessionStore against a real memcached', () => {
       await memcached.setRaw(custom.key(id), '{"cookie":{}}', 60);
       expect(await storeGet(custom, id)).toBeNull();
       expect(logger.warnings[0]).toMatch(/could not be decoded \(Error\)/);
+    });
+  });
+
+  describe('8. lazy touch: sessions expire on time, never earlier', () => {
+    const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    /** What express-session does on a request that does not modify the session. */
+    async function request(s: SessionStore, id: string): Promise<boolean> {
+      const session = await loadSession(s, id);
+      if (!session) return false;
+      session.touch();
+      await storeTouch(s, id, session);
+      return true;
+    }
+
+    it('keeps an active session alive long after its last save, with fewer TOUCHes than requests', async () => {
+      // maxAge 2 s, slack 100%: memcached keeps it 4 s; a TOUCH is due about once a second.
+      const lazy = new SessionStore(cache, { keySecret: 'k', lazyTouch: 1 }, logger);
+      const id = sid();
+      await storeSet(lazy, id, newSession(lazy, id, { user: 'busy' }, { maxAge: 2000 }));
+      const before = Number((await memcached.stats()).cmd_touch);
+      const started = Date.now();
+      let requests = 0;
+      while (Date.now() - started < 6000) {
+        expect(await request(lazy, id)).toBe(true); // 3x maxAge after the save, still alive
+        requests++;
+        await wait(250);
+      }
+      const touches = Number((await memcached.stats()).cmd_touch) - before;
+      expect(touches).toBeGreaterThanOrEqual(2);
+      expect(touches).toBeLessThan(requests / 2);
+    });
+
+    it('expires between maxAge and maxAge x (1 + lazyTouch) after the last request', async () => {
+      const lazy = new SessionStore(cache, { keySecret: 'k', lazyTouch: 1 }, logger);
+      const id = sid();
+      await storeSet(lazy, id, newSession(lazy, id, { user: 'idle' }, { maxAge: 2000 }));
+      await wait(1500);
+      expect(await request(lazy, id)).toBe(true);
+      const last = Date.now();
+      // Looked up raw, so the check itself is no request that would extend the session.
+      await wait(last + 1900 - Date.now());
+      expect(await memcached.getRaw(lazy.key(id))).not.toBeNull(); // not earlier than maxAge
+      await eventually(async () => expect(await memcached.getRaw(lazy.key(id))).toBeNull(), {
+        timeout: 6000,
+        interval: 100,
+      });
+      // Gone within maxAge x 2, plus memcached's one-second clock.
+      expect(Date.now() - last).toBeLessThanOrEqual(2000 * 2 + 1500);
+    });
+
+    it('a TOUCHed session is not taken for expired when its stored cookie is older (lazyTouch 0)', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'rolling' }, { maxAge: 2000 }));
+      await wait(1200);
+      expect(await request(store, id)).toBe(true);
+      await wait(1300); // 2.5 s after the save, 1.3 s after the last request
+      expect(await storeGet(store, id)).toMatchObject({ user: 'rolling' });
     });
   });
 

@@ -1,13 +1,17 @@
 import { decodeValue, encodeValue, nextVersion, VALUE_HEADER_BYTES } from '../../src/session-value';
 
 describe('stored session values', () => {
-  it('round-trips version, flags and payload from a string or a buffer', () => {
+  it('round-trips version, generation, expiry, flags and payload from a string or a buffer', () => {
     for (const payload of ['{"cookie":{}}', Buffer.from([0, 1, 2, 255])]) {
-      const raw = encodeValue(1_795_000_000_123, 1_795_000_000, payload, 3);
-      expect(raw).toHaveLength(VALUE_HEADER_BYTES + Buffer.byteLength(payload));
-      expect(decodeValue(raw)).toEqual({
+      const stamp = {
         version: 1_795_000_000_123,
         generation: 1_795_000_000,
+        expiresAt: 1_795_003_600,
+      };
+      const raw = encodeValue(stamp, payload, 3);
+      expect(raw).toHaveLength(VALUE_HEADER_BYTES + Buffer.byteLength(payload));
+      expect(decodeValue(raw)).toEqual({
+        ...stamp,
         flags: 3,
         header: raw.subarray(0, VALUE_HEADER_BYTES),
         payload: Buffer.from(payload),
@@ -16,7 +20,7 @@ describe('stored session values', () => {
   });
 
   it('writes multi-byte text at its byte length', () => {
-    const raw = encodeValue(1, 0, '{"name":"Zoë 🎉"}');
+    const raw = encodeValue({ version: 1, generation: 0, expiresAt: 0 }, '{"name":"Zoë 🎉"}');
     expect(decodeValue(raw).payload.toString('utf8')).toBe('{"name":"Zoë 🎉"}');
   });
 
@@ -25,6 +29,7 @@ describe('stored session values', () => {
     expect(decodeValue(legacy)).toEqual({
       version: 0,
       generation: 0,
+      expiresAt: 0,
       flags: -1,
       header: Buffer.alloc(0),
       payload: legacy,

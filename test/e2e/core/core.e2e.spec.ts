@@ -165,7 +165,7 @@ describe('SessionCacheModule e2e (real memcached)', () => {
     await request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401);
   });
   it('3. refreshes an unmodified session with TOUCH and never re-sends it', async () => {
-    const options = { session: { secret: 's', cookie: { maxAge: 3_600_000 } } };
+    const options = { session: { secret: 's', cookie: { maxAge: 3_600_000 } }, lazyTouch: 0 };
     await withApp(memcached.url, options, async ({ app: rolling }) => {
       const cookie = await login(rolling);
       const key = keyOf(rolling, cookie);
@@ -177,6 +177,23 @@ describe('SessionCacheModule e2e (real memcached)', () => {
       expect(Number(after.cmd_touch)).toBe(Number(before.cmd_touch) + 1);
       expect(Number(after.cmd_set)).toBe(Number(before.cmd_set));
       expect(await memcached.ttl(key)).toBeGreaterThan(3590);
+    });
+  });
+
+  it('3. with lazy touch (the default), an unchanged read costs one memcached command', async () => {
+    const options = { session: { secret: 's', cookie: { maxAge: 3_600_000 } } };
+    await withApp(memcached.url, options, async ({ app: lazy }) => {
+      const cookie = await login(lazy);
+      const before = await memcached.stats();
+      for (let i = 0; i < 50; i++) {
+        await request(lazy.getHttpServer()).get('/me').set('Cookie', cookie).expect(200);
+      }
+      const after = await memcached.stats();
+      const delta = (name: string) => Number(after[name]) - Number(before[name]);
+      expect(delta('cmd_get')).toBe(50);
+      expect(delta('cmd_touch') + delta('cmd_set')).toBe(0);
+      // memcached keeps it past the cookie's hour: 1 h plus the 10% slack.
+      expect(await memcached.ttl(keyOf(lazy, cookie))).toBeGreaterThan(3600);
     });
   });
 
