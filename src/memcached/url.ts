@@ -58,15 +58,16 @@ const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 
 /**
- * Where the user information of `url` is: from after the scheme (or the start, when the last "@"
- * comes before any "://") to the last "@". The last "@" wins so that an unencoded "@", "?", "/" or
+ * Where the user information of `url` is: from after the scheme (or the start, when an "@" comes
+ * before the first "://") to the last "@". The last "@" wins so that an unencoded "@", "?", "/" or
  * "://" in a password still counts as part of it.
  */
 function userinfoSpan(url: string): { start: number; at: number } | null {
   const at = url.lastIndexOf('@');
   if (at < 0) return null;
+  // A scheme counts only when its "://" comes before every "@" (else it may sit in a password).
   const schemeEnd = url.indexOf('://');
-  const start = schemeEnd >= 0 && schemeEnd < at ? schemeEnd + 3 : 0;
+  const start = schemeEnd >= 0 && schemeEnd < url.indexOf('@') ? schemeEnd + 3 : 0;
   return { start, at };
 }
 

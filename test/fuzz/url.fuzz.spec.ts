@@ -300,7 +300,9 @@ describe('parseSessionCacheUrl: the password never leaks', () => {
           expect(errorMessage(url)).toBe(errorMessage(other));
           expect(redactUrl(url)).toBe(redactUrl(other));
           const outcome = attempt(url);
-          if ('ok' in outcome && !hosts.includes('@')) {
+          // (An "@" after the password, in the host list or the query, makes the URL ambiguous: the
+          // parser then reads up to the last "@" as credentials.)
+          if ('ok' in outcome && !hosts.includes('@') && !q.includes('@')) {
             expect(outcome.ok.credentials?.password).toBe(pw);
             expect(outcome.ok.redacted).toBe(
               (attempt(other) as { ok: ParsedSessionCacheUrl }).ok.redacted,
