@@ -45,6 +45,18 @@ interface Loaded extends ValueStamp {
   legacy?: boolean;
 }
 
+/** What a store knows of a session object (see SessionStore.#state). */
+interface SessionState {
+  /** It exists in memcached (loaded from it, or written by this store): saves use `replace`. */
+  persisted: boolean;
+  /** Its header as read, or as last written. */
+  stamp?: Loaded;
+  /** Its user id as loaded or last saved (only with the `userId` option). */
+  user?: string;
+  /** Written in the current request: its TTL is fresh, the closing touch is redundant. */
+  justSaved: boolean;
+}
+
 /** Sessions whose last TOUCH this process remembers (see lazy touch). */
 const TOUCH_MEMO_SIZE = 100_000;
 
@@ -88,15 +100,12 @@ export class SessionStore extends Store {
   readonly #serializer: SessionSerializer;
   readonly #logger: SessionCacheLogger;
   readonly #ownsClient: boolean;
-  /** Sessions that exist in memcached (loaded from it, or added by this store). */
-  readonly #persisted = new WeakSet<object>();
-  /** Sessions written in the current request: their TTL is fresh, the closing touch is redundant. */
-  readonly #justSaved = new WeakSet<object>();
-  /** Version of each session as read (the data object) or last written (the Session object). */
-  readonly #loadedVersions = new WeakMap<object, Loaded>();
-  readonly #versions = new WeakMap<object, Loaded>();
-  /** User id of each session when it was loaded (only with the `userId` option). */
-  readonly #users = new WeakMap<object, string | undefined>();
+  /**
+   * What this store knows of a session object, kept on the object under a private symbol (not
+   * enumerable: express-session's copies, hashes and JSON never see it): cheaper per request than
+   * weak maps.
+   */
+  readonly #state = Symbol('nestjs-session-cache store state');
   readonly #keys: SessionKeyHasher;
   readonly #cipher: SessionCipher | null;
   readonly #userId?: (session: SessionData) => unknown;
@@ -216,11 +225,28 @@ export class SessionStore extends Store {
 
   override createSession(req: Request, session: SessionData) {
     const created = super.createSession(req, session);
-    this.#persisted.add(created);
-    const loaded = this.#loadedVersions.get(session);
-    if (loaded !== undefined) this.#versions.set(created, loaded);
-    if (this.#userId) this.#users.set(created, this.#userOf(session));
+    const loaded = this.#stateOf(session);
+    this.#setState(created, {
+      persisted: true,
+      stamp: loaded?.stamp,
+      user: this.#userId ? this.#userOf(session) : undefined,
+      justSaved: false,
+    });
     return created;
+  }
+
+  #stateOf(session: object): SessionState | undefined {
+    return (session as { [key: symbol]: SessionState | undefined })[this.#state];
+  }
+
+  #setState(session: object, state: SessionState): SessionState {
+    Object.defineProperty(session, this.#state, {
+      value: state,
+      writable: true,
+      enumerable: false,
+      configurable: true,
+    });
+    return state;
   }
 
   /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
@@ -427,7 +453,7 @@ export class SessionStore extends Store {
       await nodes[0].delete(key).catch(() => undefined);
       return null;
     }
-    this.#loadedVersions.set(found.session, found);
+    this.#setState(found.session, { persisted: true, stamp: found, justSaved: false });
     return found.session;
   }
 
@@ -477,7 +503,7 @@ export class SessionStore extends Store {
         this.#repair(c.node, 'stale', c.node.replace(key, best.raw, ttl));
       }
     }
-    this.#loadedVersions.set(best.session, best);
+    this.#setState(best.session, { persisted: true, stamp: best, justSaved: false });
     return best.session;
   }
 
@@ -489,7 +515,8 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const loaded = this.#versions.get(session);
+    const state = this.#stateOf(session);
+    const loaded = state?.stamp;
     const stamp: Loaded = {
       version: nextVersion(loaded?.version),
       // A session keeps the generation it was created in: saving it never revives it after clear().
@@ -501,29 +528,42 @@ export class SessionStore extends Store {
       throw new SessionTooLargeError(value.length, this.maxSessionSize);
     }
     const user = this.#userId ? this.#userOf(session) : undefined;
-    const indexing =
-      user !== undefined && user !== this.#users.get(session) ? this.#indexUser(user, key) : null;
-    if (this.#persisted.has(session)) {
-      const results = await this.client.onReplicas(key, (node) => node.replace(key, value, ttl));
-      if (!answered(results)) throw firstError(results);
-      if (!results.some((r) => r.ok && r.value)) {
-        // Destroyed (logout) or expired since this request loaded it: it stays gone.
-        this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
-        await indexing;
-        return;
-      }
-    } else {
-      const results = await this.client.onReplicas(key, async (node) => {
-        // `add` finds the key only when an earlier save of this very session lost its answer.
-        if (!(await node.add(key, value, ttl))) await node.replace(key, value, ttl);
-      });
-      if (!answered(results)) throw firstError(results);
+    const indexing = user !== undefined && user !== state?.user ? this.#indexUser(user, key) : null;
+    const stored = state?.persisted
+      ? await this.#replaceOnReplicas(key, value, ttl)
+      : await this.#addOnReplicas(key, value, ttl);
+    if (indexing) await indexing;
+    if (!stored) {
+      // Destroyed (logout) or expired since this request loaded it: it stays gone.
+      this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
+      return;
     }
-    await indexing;
-    if (this.#userId) this.#users.set(session, user);
-    this.#versions.set(session, stamp);
-    this.#persisted.add(session);
-    this.#justSaved.add(session);
+    this.#setState(session, { persisted: true, stamp, user, justSaved: true });
+  }
+
+  /** `replace` on every replica; false when none of them still had the session. */
+  async #replaceOnReplicas(key: string, value: Buffer, ttl: number): Promise<boolean> {
+    const nodes = this.client.nodesFor(key);
+    if (nodes.length === 1) return nodes[0].replace(key, value, ttl);
+    const results = await settleEach(nodes, (node) => node.replace(key, value, ttl));
+    if (!answered(results)) throw firstError(results);
+    return results.some((r) => r.ok && r.value);
+  }
+
+  /** `add` on every replica (a new session); `add` finds the key only when an earlier save of this
+   * very session lost its answer, and then it is replaced. */
+  async #addOnReplicas(key: string, value: Buffer, ttl: number): Promise<true> {
+    const store = async (node: MemcachedNode) => {
+      if (!(await node.add(key, value, ttl))) await node.replace(key, value, ttl);
+    };
+    const nodes = this.client.nodesFor(key);
+    if (nodes.length === 1) {
+      await store(nodes[0]);
+      return true;
+    }
+    const results = await settleEach(nodes, store);
+    if (!answered(results)) throw firstError(results);
+    return true;
   }
 
   /**
@@ -533,8 +573,9 @@ export class SessionStore extends Store {
    * `lazyTouch` × the lifetime as slack, so the next one is due only after that much time.
    */
   async touchSession(sid: string, session: SessionData): Promise<void> {
-    if (this.#justSaved.has(session)) {
-      this.#justSaved.delete(session);
+    const state = this.#stateOf(session);
+    if (state?.justSaved) {
+      state.justSaved = false;
       return;
     }
     const key = this.key(sid);
@@ -543,7 +584,7 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const loaded = this.#versions.get(session);
+    const loaded = state?.stamp;
     if (loaded !== undefined) {
       const ms = remainingMs(session);
       const needed = Math.ceil((Date.now() + (ms ?? this.ttl * 1000)) / 1000);

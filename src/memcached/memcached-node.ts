@@ -37,6 +37,13 @@ export interface MemcachedNodeOptions {
 
 type Callback<T> = (err: Error | null, value: T) => void;
 
+/** A call in flight: when it runs out of time, and how to fail it then. */
+interface Deadline {
+  at: number;
+  settled: boolean;
+  expire(): void;
+}
+
 /**
  * One memcached server of the session cluster: its own memjs connection, the time budget of every
  * call, and the circuit breaker. After a call fails for want of the server (timeout, refused or
@@ -59,6 +66,8 @@ export class MemcachedNode {
   #retryAt = 0;
   #delay: number;
   #probing = false;
+  readonly #deadlines: Deadline[] = [];
+  #sweeper: NodeJS.Timeout | null = null;
   /** Set while the server refuses our SASL login (see the class comment). */
   #authFailed = false;
   #authRetryAt = 0;
@@ -74,13 +83,14 @@ export class MemcachedNode {
   ) {
     this.#options = options;
     this.#delay = options.retryDelay;
-    const seconds = options.timeout / 1000;
+    // memjs's own clocks, set behind ours: our deadline bounds every call and resets the
+    // connection; memjs's are only a backstop.
+    const seconds = (options.timeout * 2) / 1000;
     const server = new Server(
       host,
       port,
       options.credentials?.username,
       options.credentials?.password,
-      // memjs's own clocks; our deadline bounds the whole call in any case.
       { timeout: seconds, conntimeout: seconds, keepAlive: options.keepAlive },
     );
     // Without credentials memjs falls back to MEMCACHIER_USERNAME / MEMCACHE_USERNAME (and the
@@ -89,6 +99,7 @@ export class MemcachedNode {
     const login = server as unknown as { username?: string; password?: string };
     login.username = options.credentials?.username;
     login.password = options.credentials?.password;
+    coalesceWrites(server);
     this.#client = new Client([server], {
       // memjs counts attempts here (1 = no retry); a retry would not fit the time budget.
       retries: 1,
@@ -201,7 +212,10 @@ export class MemcachedNode {
       }
       if (
         key !== undefined &&
-        (typeof key !== 'string' || key.length === 0 || Buffer.byteLength(key) > MAX_KEY_LENGTH)
+        (typeof key !== 'string' ||
+          key.length === 0 ||
+          // (a key of up to 83 UTF-16 units is at most 249 bytes: skip the count)
+          (key.length > 83 && Buffer.byteLength(key) > MAX_KEY_LENGTH))
       ) {
         reject(
           new SessionCacheError(
@@ -238,11 +252,21 @@ export class MemcachedNode {
         }
         probe = this.#probing = true;
       }
-      let settled = false;
+      const deadline: Deadline = {
+        at: Date.now() + this.#options.timeout,
+        settled: false,
+        expire: () => {
+          const detail = `no answer within ${this.#options.timeout} ms`;
+          finish(new Error(detail));
+          // Drop the connection: memjs fails every request still queued on it, so a hung server
+          // cannot stall the calls that come after this one.
+          const server = this.#client.servers[0] as unknown as { error?: (e: Error) => void };
+          server.error?.(new Error(detail));
+        },
+      };
       const finish = (err: unknown, value?: T) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
+        if (deadline.settled) return;
+        deadline.settled = true;
         if (probe) this.#probing = false;
         if (authProbe) this.#authProbing = false;
         if (err === null || err === undefined) {
@@ -261,20 +285,41 @@ export class MemcachedNode {
         } else this.#markUp(); // a refusal is an answer: the server is there
         reject(wrapped);
       };
-      const timer = setTimeout(() => {
-        const detail = `no answer within ${this.#options.timeout} ms`;
-        finish(new Error(detail));
-        // Drop the connection: memjs fails every request still queued on it, so a hung server
-        // cannot stall the calls that come after this one.
-        const server = this.#client.servers[0] as unknown as { error?: (e: Error) => void };
-        server.error?.(new Error(detail));
-      }, this.#options.timeout);
+      this.#track(deadline);
       try {
         run((err, value) => finish(err, value));
       } catch (err) {
         finish(err);
       }
     });
+  }
+
+  /**
+   * Every call's deadline, in the order they started (all calls have the same budget, so the
+   * order is also that of the deadlines). One timer per node, armed for the oldest unsettled call,
+   * instead of one timer per call.
+   */
+  #track(deadline: Deadline): void {
+    this.#deadlines.push(deadline);
+    if (this.#sweeper === null) this.#arm(this.#options.timeout);
+  }
+
+  #arm(ms: number): void {
+    this.#sweeper = setTimeout(() => this.#sweep(), ms);
+    this.#sweeper.unref();
+  }
+
+  #sweep(): void {
+    this.#sweeper = null;
+    const now = Date.now();
+    const queue = this.#deadlines;
+    let head = 0;
+    while (head < queue.length && (queue[head].settled || queue[head].at <= now)) {
+      if (!queue[head].settled) queue[head].expire();
+      head++;
+    }
+    queue.splice(0, head);
+    if (queue.length > 0) this.#arm(Math.max(1, queue[0].at - now));
   }
 
   #markDown(reason: string, probe: boolean): void {
@@ -361,4 +406,32 @@ export function describe(err: unknown): string {
   }
   if (typeof err === 'string' && err) return err.replace(/\.$/, '');
   return 'unknown error';
+}
+
+/**
+ * Requests issued while the event loop handles one batch of I/O (many HTTP requests at once) go
+ * out in one socket write instead of one each: memjs writes every request at once; here the
+ * socket is corked at the first write of a batch and uncorked when the batch is done (setImmediate
+ * runs right after the I/O phase). Fewer syscalls and packets, on the app and on memcached.
+ */
+function coalesceWrites(server: Server): void {
+  const memjs = server as unknown as {
+    write(blob: Buffer): void;
+    _socket?: { cork(): void; uncork(): void; writable?: boolean };
+  };
+  const write = memjs.write.bind(server);
+  let corked: { uncork(): void } | null = null;
+  memjs.write = (blob: Buffer) => {
+    const socket = memjs._socket;
+    if (socket && socket.writable && corked === null) {
+      socket.cork();
+      corked = socket;
+      setImmediate(() => {
+        const s = corked;
+        corked = null;
+        s?.uncork();
+      });
+    }
+    write(blob);
+  };
 }
