@@ -406,7 +406,11 @@ export class SessionStore extends Store {
   async #indexUser(user: string, key: string): Promise<void> {
     const indexKey = this.userKey(user);
     const entry = `${key.slice(this.prefix.length)} `;
-    const ttl = Math.max(this.tombstoneTtl, this.ttl, USER_INDEX_MIN_TTL);
+    const ttl = Math.max(
+      Math.ceil(this.tombstoneTtl * (1 + this.lazyTouch)),
+      Math.ceil(this.ttl * (1 + this.lazyTouch)),
+      USER_INDEX_MIN_TTL,
+    );
     const results = await this.client.onReplicas(indexKey, async (node) => {
       if (await node.add(indexKey, entry, ttl)) return;
       if (await node.append(indexKey, entry)) return;
@@ -622,7 +626,11 @@ export class SessionStore extends Store {
     }
     const grave = this.#graveKey(key);
     const results = await this.client.onReplicas(key, (node) =>
-      Promise.all([node.set(grave, '1', this.tombstoneTtl), node.delete(key)]),
+      // A stale copy may outlive its cookie by the lazy-touch slack: so does its tombstone.
+      Promise.all([
+        node.set(grave, '1', Math.ceil(this.tombstoneTtl * (1 + this.lazyTouch))),
+        node.delete(key),
+      ]),
     );
     if (!answered(results)) throw firstError(results);
   }
