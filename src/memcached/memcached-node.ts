@@ -37,10 +37,15 @@ export interface MemcachedNodeOptions {
 
 type Callback<T> = (err: Error | null, value: T) => void;
 
+/** A deadline timer this late means the event loop was stalled, not the server (ms). */
+const STALL_MS = 50;
+
 /** A call in flight: when it runs out of time, and how to fail it then. */
 interface Deadline {
   at: number;
   settled: boolean;
+  /** Given a new budget after an event-loop stall (at most once). */
+  extended?: boolean;
   expire(): void;
 }
 
@@ -68,6 +73,7 @@ export class MemcachedNode {
   #probing = false;
   readonly #deadlines: Deadline[] = [];
   #sweeper: NodeJS.Timeout | null = null;
+  #sweepDueAt = 0;
   /** Set while the server refuses our SASL login (see the class comment). */
   #authFailed = false;
   #authRetryAt = 0;
@@ -99,6 +105,7 @@ export class MemcachedNode {
     const login = server as unknown as { username?: string; password?: string };
     login.username = options.credentials?.username;
     login.password = options.credentials?.password;
+    forgetUnsentOnError(server);
     coalesceWrites(server);
     this.#client = new Client([server], {
       // memjs counts attempts here (1 = no retry); a retry would not fit the time budget.
@@ -107,9 +114,11 @@ export class MemcachedNode {
       logger: {
         log: (...args: unknown[]) => {
           const message = args.map(String).join(' ');
-          // A refused SASL login is memjs's only error that is a bare string, which it logs as
-          // "... with error - undefined"; the node reports it itself (SessionCacheAuthError).
-          if (!message.endsWith('with error - undefined')) options.logger?.warn(message);
+          // memjs logs every failed call ("MemJS: Server <…> failed after (1) retries with
+          // error - …"): under load on a dead node that floods the log. The node reports those
+          // itself, once per state change (nodeDown/nodeUp, SessionCacheAuthError) and per call
+          // as the operationFailed event.
+          if (!/^MemJS: Server <.*> failed after/.test(message)) options.logger?.warn(message);
         },
       },
     });
@@ -127,7 +136,7 @@ export class MemcachedNode {
 
   /** When the node was marked down (ms since the epoch), or 0 while it is up. */
   get downSince(): number {
-    return this.#down ? this.#downSince : 0;
+    return this.#down ? Math.round(Date.now() - (performance.now() - this.#downSince)) : 0;
   }
 
   get(key: string): Promise<Buffer | null> {
@@ -197,6 +206,9 @@ export class MemcachedNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#client.close();
+    // end() waits for the peer; a hung server never answers, and the socket would keep the
+    // process alive.
+    (this.#client.servers[0] as unknown as { _socket?: { destroy(): void } })._socket?.destroy();
   }
 
   #call<T>(
@@ -226,25 +238,17 @@ export class MemcachedNode {
         );
         return;
       }
-      let authProbe = false;
-      if (this.#authFailed && !ignoreBreaker) {
-        if (this.#authProbing || Date.now() < this.#authRetryAt) {
-          reject(new SessionCacheAuthError(this.name, this.username));
-          return;
-        }
-        authProbe = this.#authProbing = true;
-      }
       let probe = false;
       if (this.#down && !ignoreBreaker) {
-        const now = Date.now();
+        const now = performance.now();
         if (this.#probing || now < this.#retryAt) {
           reject(
             new SessionCacheUnavailableError(
               operation,
               this.name,
-              `skipped: marked down ${now - this.#downSince} ms ago, next try in ${Math.max(
+              `skipped: marked down ${Math.round(now - this.#downSince)} ms ago, next try in ${Math.max(
                 0,
-                this.#retryAt - now,
+                Math.round(this.#retryAt - now),
               )} ms`,
             ),
           );
@@ -252,8 +256,18 @@ export class MemcachedNode {
         }
         probe = this.#probing = true;
       }
+      // After the outage check, so that a node skipped as down never holds the login retry.
+      let authProbe = false;
+      if (this.#authFailed && !ignoreBreaker) {
+        if (this.#authProbing || performance.now() < this.#authRetryAt) {
+          if (probe) this.#probing = false;
+          reject(new SessionCacheAuthError(this.name, this.username));
+          return;
+        }
+        authProbe = this.#authProbing = true;
+      }
       const deadline: Deadline = {
-        at: Date.now() + this.#options.timeout,
+        at: performance.now() + this.#options.timeout,
         settled: false,
         expire: () => {
           const detail = `no answer within ${this.#options.timeout} ms`;
@@ -305,14 +319,26 @@ export class MemcachedNode {
   }
 
   #arm(ms: number): void {
+    this.#sweepDueAt = performance.now() + ms;
     this.#sweeper = setTimeout(() => this.#sweep(), ms);
     this.#sweeper.unref();
   }
 
   #sweep(): void {
     this.#sweeper = null;
-    const now = Date.now();
+    const now = performance.now();
     const queue = this.#deadlines;
+    // The timer fired late: the event loop itself was stalled (long GC, synchronous work), and
+    // the calls could not even be sent or their answers read. That time is not the server's:
+    // give every call in flight a full budget from now, once, instead of taking the stall for
+    // an outage (such a call is bounded by the stall plus twice the timeout).
+    if (now - this.#sweepDueAt > STALL_MS) {
+      for (const d of queue) {
+        if (d.settled || d.extended) continue; // once per call: a slow loop cannot hide a hung server
+        d.extended = true;
+        d.at = Math.max(d.at, now + this.#options.timeout);
+      }
+    }
     let head = 0;
     while (head < queue.length && (queue[head].settled || queue[head].at <= now)) {
       if (!queue[head].settled) queue[head].expire();
@@ -323,7 +349,7 @@ export class MemcachedNode {
   }
 
   #markDown(reason: string, probe: boolean): void {
-    const now = Date.now();
+    const now = performance.now();
     if (!this.#down) {
       this.#down = true;
       this.#downSince = now;
@@ -340,7 +366,7 @@ export class MemcachedNode {
 
   #markUp(): void {
     if (!this.#down) return;
-    const downFor = Date.now() - this.#downSince;
+    const downFor = Math.round(performance.now() - this.#downSince);
     this.#down = false;
     this.#downSince = 0;
     this.#options.onStateChange?.(this, true, `answered again after ${downFor} ms`, downFor);
@@ -362,7 +388,7 @@ export class MemcachedNode {
     } else {
       return;
     }
-    this.#authRetryAt = Date.now() + this.#authDelay;
+    this.#authRetryAt = performance.now() + this.#authDelay;
   }
 
   #authAccepted(): void {
@@ -433,5 +459,23 @@ function coalesceWrites(server: Server): void {
       });
     }
     write(blob);
+  };
+}
+
+/**
+ * memjs queues a request on a new connection behind its SASL login ('authenticated'). When that
+ * connection fails before the login completes, memjs fails the request but keeps the listener, so
+ * the next successful login would send it after all, possibly minutes later and over newer data.
+ * Drop those listeners whenever memjs drops a connection.
+ */
+function forgetUnsentOnError(server: Server): void {
+  const memjs = server as unknown as {
+    error(err: Error): void;
+    removeAllListeners(event: string): void;
+  };
+  const error = memjs.error.bind(server);
+  memjs.error = (err: Error) => {
+    memjs.removeAllListeners('authenticated');
+    error(err);
   };
 }
