@@ -62,6 +62,11 @@ export class SessionCipher {
     }
   }
 
+  /** Whether an encrypted payload is under the first (current) key. */
+  isCurrent(payload: Buffer): boolean {
+    return payload.length >= ID_BYTES && this.#keys[0].id.equals(payload.subarray(0, ID_BYTES));
+  }
+
   /** The plaintext, or why there is none. Never throws. */
   decrypt(payload: Buffer, aad: Buffer): Buffer | DecryptFailure {
     if (payload.length < ENCRYPTION_OVERHEAD) return 'not-authentic';

@@ -43,6 +43,8 @@ export interface ReadRepairEvent {
 /** What a stored session says about itself (its header), and whether it had one. */
 interface Loaded extends ValueStamp {
   legacy?: boolean;
+  /** Decrypted with a key other than the first: rewrite it at the next touch. */
+  reencrypt?: boolean;
 }
 
 /** What a store knows of a session object (see SessionStore.#state). */
@@ -253,6 +255,7 @@ export class SessionStore extends Store {
   #decode(raw: Buffer, key: string): ({ session: SessionData } & Loaded) | null {
     const { version, generation, expiresAt, flags, header, payload: stored } = decodeValue(raw);
     let payload = stored;
+    let reencrypt = false;
     const encrypted = flags !== -1 && (flags & FLAG_ENCRYPTED) !== 0;
     if (this.#cipher) {
       if (!encrypted) {
@@ -274,6 +277,7 @@ export class SessionStore extends Store {
         return null;
       }
       payload = plain;
+      reencrypt = !this.#cipher.isCurrent(stored);
     } else if (encrypted) {
       this.#logger.warn(
         'Ignored a stored session that is encrypted, but no encryptionKeys are configured; the ' +
@@ -298,7 +302,7 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    return { session: data, version, generation, expiresAt, legacy: flags === -1 };
+    return { session: data, version, generation, expiresAt, legacy: flags === -1, reencrypt };
   }
 
   /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). */
@@ -341,7 +345,9 @@ export class SessionStore extends Store {
       const value = r.ok && r.value !== null ? Number(r.value.toString('latin1')) : 0;
       if (Number.isSafeInteger(value) && value > highest) highest = value;
     }
-    // A node that lost it (restarted) gets it back, so it never serves an older namespace.
+    // A node that lost it (restarted) gets it back, so it never serves an older namespace; the
+    // generation this process already knows counts too (all nodes may have lost it).
+    highest = Math.max(highest, this.#generation);
     if (highest > 0) {
       for (const r of results) {
         if (r.ok && r.value === null)
@@ -406,17 +412,48 @@ export class SessionStore extends Store {
   async #indexUser(user: string, key: string): Promise<void> {
     const indexKey = this.userKey(user);
     const entry = `${key.slice(this.prefix.length)} `;
-    const ttl = Math.max(
+    const ttl = this.#userIndexTtl();
+    const results = await this.client.onReplicas(indexKey, async (node) => {
+      if (await node.add(indexKey, entry, ttl)) return;
+      if (await node.append(indexKey, entry)) {
+        // append keeps the old TTL: give the index the full lifetime again.
+        await node.touch(indexKey, ttl);
+        return;
+      }
+      // Refused: deleted in between, or full (memcached's item size limit).
+      const current = await node.get(indexKey);
+      if (current === null) {
+        await node.add(indexKey, entry, ttl);
+        return;
+      }
+      await node.set(indexKey, `${await this.#liveEntries(current)}${entry}`, ttl);
+    });
+    if (!answered(results)) throw firstError(results);
+  }
+
+  /** The entries of a full user index whose sessions still exist (kept when unsure). */
+  async #liveEntries(index: Buffer): Promise<string> {
+    const entries = [...new Set(index.toString('latin1').split(' ').filter(Boolean))];
+    const alive = await Promise.all(
+      entries.map((e) =>
+        this.client.get(this.prefix + e).then(
+          (value) => value !== null,
+          () => true,
+        ),
+      ),
+    );
+    return entries
+      .filter((_, i) => alive[i])
+      .map((e) => `${e} `)
+      .join('');
+  }
+
+  #userIndexTtl(): number {
+    return Math.max(
       Math.ceil(this.tombstoneTtl * (1 + this.lazyTouch)),
       Math.ceil(this.ttl * (1 + this.lazyTouch)),
       USER_INDEX_MIN_TTL,
     );
-    const results = await this.client.onReplicas(indexKey, async (node) => {
-      if (await node.add(indexKey, entry, ttl)) return;
-      if (await node.append(indexKey, entry)) return;
-      await node.add(indexKey, entry, ttl); // expired or deleted in between
-    });
-    if (!answered(results)) throw firstError(results);
   }
 
   /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
@@ -533,10 +570,13 @@ export class SessionStore extends Store {
     }
     const user = this.#userId ? this.#userOf(session) : undefined;
     const indexing = user !== undefined && user !== state?.user ? this.#indexUser(user, key) : null;
-    const stored = state?.persisted
-      ? await this.#replaceOnReplicas(key, value, ttl)
-      : await this.#addOnReplicas(key, value, ttl);
-    if (indexing) await indexing;
+    // Both at once, and both awaited: a failed index write is never an unhandled rejection.
+    const [stored] = await Promise.all([
+      state?.persisted
+        ? this.#replaceOnReplicas(key, value, ttl)
+        : this.#addOnReplicas(key, value, ttl),
+      indexing,
+    ]);
     if (!stored) {
       // Destroyed (logout) or expired since this request loaded it: it stays gone.
       this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
@@ -589,6 +629,12 @@ export class SessionStore extends Store {
       return;
     }
     const loaded = state?.stamp;
+    if (loaded?.reencrypt) {
+      // Read with an older encryption key: write it under the first one, so that old keys can
+      // be retired even for sessions that are only ever read.
+      await this.setSession(sid, session);
+      return;
+    }
     if (loaded !== undefined) {
       const ms = remainingMs(session);
       const needed = Math.ceil((Date.now() + (ms ?? this.ttl * 1000)) / 1000);
@@ -597,10 +643,20 @@ export class SessionStore extends Store {
         loaded.expiresAt,
         memo !== undefined && memo.version === loaded.version ? memo.expiresAt : 0,
       );
-      if (known >= needed) return;
+      // Skip while memcached keeps it past the cookie, but not longer than a touch now would
+      // (a shortened maxAge must shorten the TTL too).
+      if (known >= needed && known <= expiresAt(ttl)) return;
     }
     await this.client.touch(key, ttl);
     if (loaded !== undefined) this.#rememberTouch(key, loaded.version, expiresAt(ttl));
+    if (state?.user !== undefined) {
+      // The user's index must live as long as the sessions it lists.
+      const indexKey = this.userKey(state.user);
+      const indexTtl = this.#userIndexTtl();
+      void this.client
+        .onReplicas(indexKey, (node) => node.touch(indexKey, indexTtl))
+        .catch(() => undefined);
+    }
   }
 
   #rememberTouch(key: string, version: number, until: number): void {

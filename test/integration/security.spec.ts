@@ -3,9 +3,9 @@ import { SessionCache, SessionCacheConfigError, SessionCacheError, SessionStore 
 import type { SessionData } from 'express-session';
 import type { SessionStoreOptions } from '../../src';
 import { decodeValue, encodeValue, VALUE_HEADER_BYTES } from '../../src/session-value';
-import { MemcachedProcess } from '../support/memcached.mjs';
+import { freePort, MemcachedProcess } from '../support/memcached.mjs';
 import { dumpKeys } from '../support/metadump';
-import { loadSession, newSession, RecordingLogger, storeSet } from '../support/store';
+import { loadSession, newSession, RecordingLogger, storeSet, storeTouch } from '../support/store';
 import { eventually } from '../support/wait';
 
 function catchError(fn: () => unknown): unknown {
@@ -159,6 +159,17 @@ describe('security against a real memcached', () => {
       expect(logger.warnings.at(-1)).toMatch(/key that is not in encryptionKeys/);
     });
 
+    it('moves a session that is only ever read to the first key at its next touch', async () => {
+      const old = await saved(store({ encryptionKeys: [KEY_A] }), { user: 'reader' });
+      const rotated = store({ encryptionKeys: [KEY_B, KEY_A] });
+      const session = (await loadSession(rotated, old.id))!;
+      await storeTouch(rotated, old.id, session); // an unmodified request
+      // Now readable with the new key alone: the old one can be retired.
+      expect(await store({ encryptionKeys: [KEY_B] }).getSession(old.id)).toMatchObject({
+        user: 'reader',
+      });
+    });
+
     it('does not read encrypted sessions without keys', async () => {
       const { id } = await saved(store({ encryptionKeys: [KEY_A] }), { user: 'x' });
       expect(await store().getSession(id)).toBeNull();
@@ -224,6 +235,21 @@ describe('security against a real memcached', () => {
       expect(await s.getSession(fresh)).toMatchObject({ user: 'fresh' });
     });
 
+    it('keeps the generation when memcached loses it, so new processes agree with old ones', async () => {
+      const old = store({ prefix: 'app4:', generationCheckInterval: 0 });
+      await old.clearSessions();
+      await memcached.flush(); // a restart or eviction loses the generation key (and sessions)
+      expect(await old.getSession(sid())).toBeNull(); // old re-reads it and writes back its own
+      await eventually(async () =>
+        expect(await memcached.getRaw(old.generationKey)).not.toBeNull(),
+      );
+      const fresh = store({ prefix: 'app4:', generationCheckInterval: 0 }); // e.g. a new deploy
+      const id = sid();
+      await fresh.setSession(id, newSession(fresh, id, { user: 'new' }));
+      expect(await old.getSession(id)).toMatchObject({ user: 'new' });
+      expect(await fresh.getSession(id)).toMatchObject({ user: 'new' });
+    });
+
     it('reaches the other processes of the app within generationCheckInterval', async () => {
       const here = store({ prefix: 'app3:', generationCheckInterval: 100 });
       const there = store({ prefix: 'app3:', generationCheckInterval: 100 });
@@ -271,6 +297,52 @@ describe('security against a real memcached', () => {
       expect(delta('cmd_get')).toBe(1);
       expect(delta('cmd_touch')).toBe(0); // fresh: lazy touch skips it
       expect(delta('cmd_set')).toBe(1); // the replace of the save; no append
+    });
+
+    it('a login during an outage fails cleanly (no unhandled rejection from the index)', async () => {
+      const down = new SessionStore(
+        SessionCache.fromUrl(`memcached://127.0.0.1:${await freePort()}`, { timeout: 200 }),
+        { keySecret: 'k', userId, generationCheckInterval: 60_000 },
+        logger,
+      );
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', record);
+      try {
+        const id = sid();
+        await expect(down.setSession(id, newSession(down, id, { user: 'dave' }))).rejects.toThrow(
+          /failed a (get|add)/,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 50)); // give a stray rejection time
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off('unhandledRejection', record);
+        await down.client.close();
+      }
+    });
+
+    it("keeps finding a user's live sessions once the index reaches memcached's item limit", async () => {
+      // About 40 index entries fit in an item of 2 KiB.
+      const small = await MemcachedProcess.start({
+        maxItemSize: '2k',
+        args: ['-o', 'slab_chunk_max=1024'],
+      });
+      const client = SessionCache.fromUrl(small.url);
+      const s = new SessionStore(client, { keySecret: 'k', userId }, logger);
+      try {
+        const live: string[] = [];
+        for (let i = 0; i < 120; i++) {
+          const id = sid();
+          await s.setSession(id, newSession(s, id, { user: 'erin' }));
+          live.push(id);
+          if (live.length > 3) await s.destroySession(live.shift()!); // logged out elsewhere
+        }
+        expect(await s.destroyUserSessions('erin')).toBeGreaterThanOrEqual(3);
+        for (const id of live) expect(await s.getSession(id)).toBeNull();
+      } finally {
+        await client.close();
+        await small.kill();
+      }
     });
 
     it('needs the userId option', async () => {

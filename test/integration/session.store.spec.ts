@@ -284,6 +284,16 @@ describe('SessionStore against a real memcached', () => {
       expect(Date.now() - last).toBeLessThanOrEqual(2000 * 2 + 1500);
     });
 
+    it('shortens the TTL when a request shortens the cookie (no lazy skip then)', async () => {
+      const lazy = new SessionStore(cache, { keySecret: 'k' }, logger); // lazyTouch 0.1
+      const id = sid();
+      await storeSet(lazy, id, newSession(lazy, id, { user: 'u' }, { maxAge: 3_600_000 }));
+      const session = (await loadSession(lazy, id))!;
+      session.cookie.maxAge = 5000; // e.g. "log me out soon"; not a modification for express-session
+      await storeTouch(lazy, id, session);
+      expect(await memcached.ttl(lazy.key(id))).toBeLessThanOrEqual(6); // 5 s + 10%, rounded up
+    });
+
     it('a TOUCHed session is not taken for expired when its stored cookie is older (lazyTouch 0)', async () => {
       const id = sid();
       await storeSet(store, id, newSession(store, id, { user: 'rolling' }, { maxAge: 2000 }));
