@@ -645,7 +645,8 @@ export class SessionStore extends Store {
       );
       // Skip while memcached keeps it past the cookie, but not longer than a touch now would
       // (a shortened maxAge must shorten the TTL too).
-      if (known >= needed && known <= expiresAt(ttl)) return;
+      // (2 s of leeway: ceil() of two nearly equal lifetimes can differ by a second.)
+      if (known >= needed && known <= expiresAt(ttl) + 2) return;
     }
     await this.client.touch(key, ttl);
     if (loaded !== undefined) this.#rememberTouch(key, loaded.version, expiresAt(ttl));
@@ -700,14 +701,14 @@ export class SessionStore extends Store {
     const ms = remainingMs(session);
     if (ms !== undefined && ms <= 0) return null;
     const seconds = ms === undefined ? this.ttl : ms / 1000;
-    return Math.max(1, Math.ceil(seconds * (1 + this.lazyTouch)));
+    return Math.max(1, ceilSeconds(seconds * (1 + this.lazyTouch)));
   }
 
   /** The TTL a touch at this moment would give: the cookie's full maxAge (or `ttl`) plus slack. */
   #fullTtl(session: SessionData): number {
     const maxAge = (session.cookie as { originalMaxAge?: unknown } | undefined)?.originalMaxAge;
     const seconds = typeof maxAge === 'number' && maxAge > 0 ? maxAge / 1000 : this.ttl;
-    return Math.max(1, Math.ceil(seconds * (1 + this.lazyTouch)));
+    return Math.max(1, ceilSeconds(seconds * (1 + this.lazyTouch)));
   }
 
   /** Closes the memcached connections if this store opened them (`createSessionStore`). */
@@ -727,6 +728,11 @@ function isSessionData(value: unknown): value is SessionData {
 }
 
 /** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
+/** Whole seconds, rounded up, ignoring floating-point dust (3600 × 1.1 is 3960.0000000000005). */
+function ceilSeconds(seconds: number): number {
+  return Math.ceil(seconds - 1e-6);
+}
+
 /** The Unix second until which memcached surely keeps a value written now with `ttl`. */
 function expiresAt(ttl: number): number {
   // memcached's clock may run a second behind ours: stay on the safe side.
