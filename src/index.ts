@@ -14,6 +14,7 @@ export {
   DEFAULT_PREFIX,
   DEFAULT_TTL,
   DEFAULT_MAX_SESSION_SIZE,
+  DEFAULT_LAZY_TOUCH,
 } from './session.store';
 export type { ReadRepairEvent } from './session.store';
 export { SessionMiddleware } from './session.middleware';
