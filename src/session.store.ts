@@ -4,11 +4,10 @@ import type { SessionData } from 'express-session';
 import type { Request } from 'express';
 import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
 import {
-  answered,
-  firstError,
   MemcachedNode,
   SessionCache,
   SessionCacheLogger,
+  settleAnswered,
   settleEach,
 } from './memcached/session-cache.client';
 import { SessionCipher } from './session-cipher';
@@ -338,8 +337,7 @@ export class SessionStore extends Store {
   /** Reads the generation from every node (it lives on all of them) and keeps the highest. */
   async #readGeneration(): Promise<number> {
     const key = this.generationKey;
-    const results = await settleEach(this.client.nodes, (node) => node.get(key));
-    if (!answered(results)) throw firstError(results);
+    const results = await settleAnswered(this.client.nodes, (node) => node.get(key));
     let highest = 0;
     for (const r of results) {
       const value = r.ok && r.value !== null ? Number(r.value.toString('latin1')) : 0;
@@ -368,10 +366,9 @@ export class SessionStore extends Store {
   async clearSessions(): Promise<void> {
     const current = await this.#readGeneration();
     const next = Math.max(Math.floor(Date.now() / 1000), current + 1);
-    const results = await settleEach(this.client.nodes, (node) =>
+    const results = await settleAnswered(this.client.nodes, (node) =>
       node.set(this.generationKey, String(next), 0),
     );
-    if (!answered(results)) throw firstError(results);
     this.#generation = next;
     this.#generationReadAt = Date.now();
     const missed = results.filter((r) => !r.ok).map((r) => r.node.name);
@@ -397,7 +394,6 @@ export class SessionStore extends Store {
     }
     const indexKey = this.userKey(String(userId));
     const results = await this.client.onReplicas(indexKey, (node) => node.get(indexKey));
-    if (!answered(results)) throw firstError(results);
     const entries = new Set<string>();
     for (const r of results) {
       if (!r.ok || r.value === null) continue;
@@ -413,7 +409,7 @@ export class SessionStore extends Store {
     const indexKey = this.userKey(user);
     const entry = `${key.slice(this.prefix.length)} `;
     const ttl = this.#userIndexTtl();
-    const results = await this.client.onReplicas(indexKey, async (node) => {
+    await this.client.onReplicas(indexKey, async (node) => {
       if (await node.add(indexKey, entry, ttl)) return;
       if (await node.append(indexKey, entry)) {
         // append keeps the old TTL: give the index the full lifetime again.
@@ -428,7 +424,6 @@ export class SessionStore extends Store {
       }
       await node.set(indexKey, `${await this.#liveEntries(current)}${entry}`, ttl);
     });
-    if (!answered(results)) throw firstError(results);
   }
 
   /** The entries of a full user index whose sessions still exist (kept when unsure). */
@@ -450,8 +445,8 @@ export class SessionStore extends Store {
 
   #userIndexTtl(): number {
     return Math.max(
-      Math.ceil(this.tombstoneTtl * (1 + this.lazyTouch)),
-      Math.ceil(this.ttl * (1 + this.lazyTouch)),
+      this.#withSlack(this.tombstoneTtl),
+      this.#withSlack(this.ttl),
       USER_INDEX_MIN_TTL,
     );
   }
@@ -508,8 +503,7 @@ export class SessionStore extends Store {
     nodes: MemcachedNode[],
     generation: number,
   ): Promise<SessionData | null> {
-    const results = await settleEach(nodes, (node) => node.get(key));
-    if (!answered(results)) throw firstError(results);
+    const results = await settleAnswered(nodes, (node) => node.get(key));
     let best: ({ session: SessionData; raw: Buffer } & Loaded) | null = null;
     const copies: { node: MemcachedNode; version: number }[] = [];
     const missing: MemcachedNode[] = [];
@@ -589,8 +583,7 @@ export class SessionStore extends Store {
   async #replaceOnReplicas(key: string, value: Buffer, ttl: number): Promise<boolean> {
     const nodes = this.client.nodesFor(key);
     if (nodes.length === 1) return nodes[0].replace(key, value, ttl);
-    const results = await settleEach(nodes, (node) => node.replace(key, value, ttl));
-    if (!answered(results)) throw firstError(results);
+    const results = await settleAnswered(nodes, (node) => node.replace(key, value, ttl));
     return results.some((r) => r.ok && r.value);
   }
 
@@ -605,8 +598,7 @@ export class SessionStore extends Store {
       await store(nodes[0]);
       return true;
     }
-    const results = await settleEach(nodes, store);
-    if (!answered(results)) throw firstError(results);
+    await settleAnswered(nodes, store);
     return true;
   }
 
@@ -682,14 +674,10 @@ export class SessionStore extends Store {
       return;
     }
     const grave = this.#graveKey(key);
-    const results = await this.client.onReplicas(key, (node) =>
+    await this.client.onReplicas(key, (node) =>
       // A stale copy may outlive its cookie by the lazy-touch slack: so does its tombstone.
-      Promise.all([
-        node.set(grave, '1', Math.ceil(this.tombstoneTtl * (1 + this.lazyTouch))),
-        node.delete(key),
-      ]),
+      Promise.all([node.set(grave, '1', this.#withSlack(this.tombstoneTtl)), node.delete(key)]),
     );
-    if (!answered(results)) throw firstError(results);
   }
 
   /**
@@ -700,15 +688,22 @@ export class SessionStore extends Store {
   ttlOf(session: SessionData): number | null {
     const ms = remainingMs(session);
     if (ms !== undefined && ms <= 0) return null;
-    const seconds = ms === undefined ? this.ttl : ms / 1000;
-    return Math.max(1, ceilSeconds(seconds * (1 + this.lazyTouch)));
+    return this.#withSlack(ms === undefined ? this.ttl : ms / 1000);
   }
 
   /** The TTL a touch at this moment would give: the cookie's full maxAge (or `ttl`) plus slack. */
   #fullTtl(session: SessionData): number {
     const maxAge = (session.cookie as { originalMaxAge?: unknown } | undefined)?.originalMaxAge;
-    const seconds = typeof maxAge === 'number' && maxAge > 0 ? maxAge / 1000 : this.ttl;
-    return Math.max(1, ceilSeconds(seconds * (1 + this.lazyTouch)));
+    return this.#withSlack(typeof maxAge === 'number' && maxAge > 0 ? maxAge / 1000 : this.ttl);
+  }
+
+  /**
+   * A lifetime in seconds plus the lazy-touch slack, in whole seconds rounded up (ignoring
+   * floating-point dust: 3600 × 1.1 is 3960.0000000000005), at least 1. Every TTL the store
+   * sends comes from here: sessions, tombstones, user indexes.
+   */
+  #withSlack(seconds: number): number {
+    return Math.max(1, Math.ceil(seconds * (1 + this.lazyTouch) - 1e-6));
   }
 
   /** Closes the memcached connections if this store opened them (`createSessionStore`). */
@@ -728,11 +723,6 @@ function isSessionData(value: unknown): value is SessionData {
 }
 
 /** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
-/** Whole seconds, rounded up, ignoring floating-point dust (3600 × 1.1 is 3960.0000000000005). */
-function ceilSeconds(seconds: number): number {
-  return Math.ceil(seconds - 1e-6);
-}
-
 /** The Unix second until which memcached surely keeps a value written now with `ttl`. */
 function expiresAt(ttl: number): number {
   // memcached's clock may run a second behind ours: stay on the safe side.

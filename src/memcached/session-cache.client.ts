@@ -175,12 +175,15 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
     return this.#ring.nodesFor(key, this.replicas).map((i) => this.nodes[i]);
   }
 
-  /** Runs `call` on every replica of `key` at once and reports each outcome. */
-  async onReplicas<T>(
+  /**
+   * Runs `call` on every replica of `key` at once and reports each outcome; rejects with the first
+   * error when no replica answered.
+   */
+  onReplicas<T>(
     key: string,
     call: (node: MemcachedNode) => Promise<T>,
   ): Promise<ReplicaResult<T>[]> {
-    return settleEach(this.nodesFor(key), call);
+    return settleAnswered(this.nodesFor(key), call);
   }
 
   /** The value stored under `key`, or `null` when none of its replicas has it. */
@@ -308,6 +311,19 @@ export function settleEach<T>(
       ),
     ),
   );
+}
+
+/**
+ * {@link settleEach}, but rejects with the first error when no node answered: what every write to
+ * several replicas needs (it succeeds when one of them took it).
+ */
+export async function settleAnswered<T>(
+  nodes: readonly MemcachedNode[],
+  call: (node: MemcachedNode) => Promise<T>,
+): Promise<ReplicaResult<T>[]> {
+  const results = await settleEach(nodes, call);
+  if (!answered(results)) throw firstError(results);
+  return results;
 }
 
 /** True when at least one replica answered. */
