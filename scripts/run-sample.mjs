@@ -22,6 +22,7 @@ let stopping = false;
 async function stopMemcached() {
   while (started.length > 0) {
     const { label, proc } = started.pop();
+    if (!proc.running) continue; // it died on its own, and that was said when it did
     await proc.stop().catch(() => proc.kill());
     say(`stopped memcached ${label} (port ${proc.port})`);
   }
@@ -72,6 +73,14 @@ async function memcachedUrl(variable, label, role) {
   }
   const proc = await MemcachedProcess.start();
   started.push({ label, proc });
+  proc.onCrash((reason) =>
+    say(
+      `memcached ${label} (${role}, port ${proc.port}) exited on its own (${reason}); ` +
+        (label === 'B'
+          ? 'requests that use the session answer 503 until a memcached listens on that port again.'
+          : 'the general cache is gone until a memcached listens on that port again.'),
+    ),
+  );
   say(`memcached ${label} (${role}): started ${proc.url} (pid ${proc.pid}); stopped on exit`);
   return proc.url;
 }

@@ -35,7 +35,8 @@ export class SessionCacheUnavailableError extends SessionCacheError {
     options?: { cause?: unknown },
   ) {
     super(
-      `Session memcached ${server} failed a ${operation}: ${detail}. ` +
+      `Session memcached ${server} did not answer ${/^[aeiou]/.test(operation) ? 'an' : 'a'} ` +
+        `${operation} command: ${detail}. ` +
         'Check that the server is running and reachable from this host; sessions are ' +
         'unavailable until it answers again (no restart is needed).',
       options,

@@ -4,18 +4,36 @@ import {
   PayloadTooLargeException,
   ServiceUnavailableException,
 } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import {
+  SessionCacheAuthError,
   SessionCacheError,
   SessionCacheUnavailableError,
   SessionTooLargeError,
 } from './session-cache.errors';
+import type { SessionCache } from './memcached/session-cache.client';
 
 /** Module-private token: what the middleware and the interceptor of one connection need. */
 export const SESSION_HTTP_CONTEXT = 'nestjs-session-cache:http-context';
 
 /** True for errors that mean "the session memcached cannot be used right now". */
 export function isUnavailable(err: unknown): boolean {
-  return err instanceof SessionCacheUnavailableError;
+  return err instanceof SessionCacheUnavailableError || err instanceof SessionCacheAuthError;
+}
+
+/**
+ * Sets `Retry-After` (whole seconds, at least 1: when the library next tries the server that
+ * failed) on a response that is about to answer 503 because of `err`. Other errors: nothing.
+ */
+export function setRetryAfter(
+  res: Pick<ServerResponse, 'setHeader' | 'headersSent'> | undefined,
+  client: SessionCache,
+  err: unknown,
+): void {
+  if (!res || res.headersSent) return;
+  const status = toHttpException(err).getStatus();
+  if (status !== 503) return;
+  res.setHeader('Retry-After', String(client.retryAfterSeconds(err)));
 }
 
 /**
@@ -41,10 +59,16 @@ export function toHttpException(err: unknown): HttpException {
   return new InternalServerErrorException(undefined, { cause: err });
 }
 
-/** Logs a repeated warning at most once per `intervalMs`, counting what it held back. */
+/**
+ * Logs a repeated warning at most once per `intervalMs`. What it held back is counted and reported
+ * at the end of that interval ("… N more like this in the last 10 s"), so the first line of a later
+ * burst (the next outage) starts clean. The timer never keeps the process alive.
+ */
 export class ThrottledWarning {
   #last = -Infinity;
   #suppressed = 0;
+  #message = '';
+  #timer: NodeJS.Timeout | null = null;
   constructor(
     private readonly warn: (message: string) => void,
     private readonly intervalMs = 10_000,
@@ -53,12 +77,22 @@ export class ThrottledWarning {
     const now = Date.now();
     if (now - this.#last < this.intervalMs) {
       this.#suppressed++;
+      this.#message = message;
       return;
     }
-    const held = this.#suppressed;
     this.#last = now;
+    this.warn(message);
+    this.#timer = setTimeout(() => this.#flush(), this.intervalMs);
+    this.#timer.unref();
+  }
+  #flush(): void {
+    this.#timer = null;
+    if (this.#suppressed === 0) return;
+    const held = this.#suppressed;
     this.#suppressed = 0;
-    this.warn(held > 0 ? `${message} (${held} similar messages held back)` : message);
+    this.warn(
+      `${this.#message} (and ${held} more like this in the last ${Math.round(this.intervalMs / 1000)} s)`,
+    );
   }
 }
 

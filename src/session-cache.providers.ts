@@ -24,7 +24,7 @@ export interface ResolvedSessionCacheOptions extends Omit<
   readonly name: string;
   readonly url: ParsedSessionCacheUrl;
   readonly session: SessionCacheSessionOptions;
-  readonly onUnavailable: 'fail' | 'proceed';
+  readonly onUnavailable: 'lazy' | 'fail' | 'proceed';
   readonly installMiddleware: boolean;
   readonly saveBeforeResponse: boolean;
 }
@@ -110,9 +110,12 @@ export function resolveSessionCacheOptions(
         '`installMiddleware: false` to wire express-session yourself with the injected SessionStore.',
     );
   }
-  if (rest.onUnavailable !== undefined && !['fail', 'proceed'].includes(rest.onUnavailable)) {
+  if (
+    rest.onUnavailable !== undefined &&
+    !['lazy', 'fail', 'proceed'].includes(rest.onUnavailable)
+  ) {
     throw new SessionCacheConfigError(
-      `onUnavailable must be 'fail' or 'proceed', got ${JSON.stringify(rest.onUnavailable)}.`,
+      `onUnavailable must be 'lazy', 'fail' or 'proceed', got ${JSON.stringify(rest.onUnavailable)}.`,
     );
   }
   const parsed = parseSessionCacheUrl(url);
@@ -137,7 +140,7 @@ export function resolveSessionCacheOptions(
     keySecret:
       rest.keySecret ??
       (Array.isArray(session.secret) ? session.secret[session.secret.length - 1] : session.secret),
-    onUnavailable: rest.onUnavailable ?? 'fail',
+    onUnavailable: rest.onUnavailable ?? 'lazy',
     installMiddleware: rest.installMiddleware ?? true,
     saveBeforeResponse: rest.saveBeforeResponse ?? true,
     session: {

@@ -1,11 +1,18 @@
 import { CallHandler, ExecutionContext, Inject, Injectable, NestInterceptor } from '@nestjs/common';
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import type { Session, SessionData } from 'express-session';
 import { catchError, concatMap, Observable, throwError } from 'rxjs';
 import { logger } from './session-cache.providers';
 import { SessionCacheConfigError, SessionCacheError } from './session-cache.errors';
-import { errorSummary, SESSION_HTTP_CONTEXT, toHttpException } from './session-cache.http';
+import {
+  errorSummary,
+  SESSION_HTTP_CONTEXT,
+  setRetryAfter,
+  toHttpException,
+} from './session-cache.http';
+import { sessionUnavailable } from './session.middleware';
 import type { SessionHttpContext } from './session.middleware';
+import type { SessionCache } from './memcached/session-cache.client';
 
 type RequestWithSession = Request & { session?: Session & Partial<SessionData> };
 
@@ -18,10 +25,11 @@ function snapshot(session: object): string {
 
 const EMPTY = '{}';
 
-function mapStoreError(err: unknown): unknown {
+function mapStoreError(err: unknown, res: Response, client: SessionCache): unknown {
   // Configuration mistakes stay what they are (a 500 that names the problem in the log).
   if (!(err instanceof SessionCacheError) || err instanceof SessionCacheConfigError) return err;
   logger.warn(`A session operation failed in a handler: ${errorSummary(err)}`);
+  setRetryAfter(res, client, err);
   return toHttpException(err);
 }
 
@@ -37,27 +45,38 @@ function mapStoreError(err: unknown): unknown {
 export class SessionSaveInterceptor implements NestInterceptor {
   readonly #saveFirst: boolean;
   readonly #saveUninitialized: boolean;
+  readonly #client: SessionCache;
 
   constructor(@Inject(SESSION_HTTP_CONTEXT) context: SessionHttpContext) {
+    this.#client = context.store.client;
     this.#saveFirst = context.options.installMiddleware && context.options.saveBeforeResponse;
     this.#saveUninitialized = context.options.session.saveUninitialized ?? false;
   }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
-    const handled = next.handle().pipe(catchError((err) => throwError(() => mapStoreError(err))));
-    const req = context.switchToHttp().getRequest<RequestWithSession>();
-    if (!this.#saveFirst || !req.session) return handled;
+    const http = context.switchToHttp();
+    const req = http.getRequest<RequestWithSession>();
+    const res = http.getResponse<Response>();
+    const handled = next
+      .handle()
+      .pipe(catchError((err) => throwError(() => mapStoreError(err, res, this.#client))));
+    // Lazy unavailability: the session is not there, and only reading it may answer 503.
+    if (!this.#saveFirst || sessionUnavailable(req) !== undefined || !req.session) return handled;
     const state = { id: req.session.id, data: snapshot(req.session) };
     return handled.pipe(
       concatMap(async (value) => {
-        await this.#saveIfChanged(req, state);
+        await this.#saveIfChanged(req, res, state);
         return value;
       }),
     );
   }
 
-  async #saveIfChanged(req: RequestWithSession, state: { id: string; data: string }) {
+  async #saveIfChanged(
+    req: RequestWithSession,
+    res: Response,
+    state: { id: string; data: string },
+  ) {
     const current = req.session;
     if (!current) return; // destroyed by the handler
     const data = snapshot(current);
@@ -71,6 +90,7 @@ export class SessionSaveInterceptor implements NestInterceptor {
       state.data = data;
     } catch (err) {
       logger.warn(`A session could not be saved; answering with an error: ${errorSummary(err)}`);
+      setRetryAfter(res, this.#client, err);
       throw toHttpException(err);
     }
   }

@@ -84,8 +84,10 @@ export interface SessionStoreOptions {
    */
   replicas?: number;
   /**
-   * How long a node that failed is skipped before it is tried again, in ms (doubling while it
-   * keeps failing, up to 16 times this). Default 1000.
+   * How often a memcached node marked down is probed in the background, in ms (also
+   * `?retryDelay=`): a server that is back serves again within this time plus one round trip. A
+   * probe is one `version` command (a connection attempt while the server refuses them); none is
+   * sent while the node is up. At least 10. Default 100.
    */
   retryDelay?: number;
   /**
@@ -101,10 +103,15 @@ export interface SessionCacheOptions extends SessionStoreOptions {
   /** express-session options. `secret` is required. */
   session: SessionCacheSessionOptions;
   /**
-   * What a request gets when the session memcached cannot be reached: `'fail'` (default) answers
-   * HTTP 503; `'proceed'` logs a warning and runs the handler without `req.session`.
+   * What a request gets when the session memcached cannot be reached (503 answers carry
+   * `Retry-After`):
+   * - `'lazy'` (default): the request is served as usual; the first read or write of `req.session`
+   *   (a guard, a pipe, `@Session()`, the handler) throws a 503 `HttpException` that goes through
+   *   the app's exception filters. Routes that never use the session keep working.
+   * - `'fail'`: every request the middleware covers is answered 503 at once.
+   * - `'proceed'`: logs a warning and runs the handler with `req.session` undefined.
    */
-  onUnavailable?: 'fail' | 'proceed';
+  onUnavailable?: 'lazy' | 'fail' | 'proceed';
   /** Install the session middleware. Default true; false if you wire express-session yourself. */
   installMiddleware?: boolean;
   /** Routes the middleware covers. Default: all routes. */

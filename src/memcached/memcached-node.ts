@@ -1,4 +1,4 @@
-import { Client, Server } from 'memjs';
+import { Client, Server, Utils } from 'memjs';
 import {
   SessionCacheAuthError,
   SessionCacheError,
@@ -23,9 +23,13 @@ export interface MemcachedNodeOptions {
   /** Time budget of one operation in milliseconds, connecting included. */
   timeout: number;
   keepAlive: boolean;
-  /** First pause after a failure before the node is tried again, in milliseconds. */
+  /**
+   * How often a node marked down is probed in the background, in milliseconds (also the shortest
+   * pause before a node that refused our SASL login is asked again, at least
+   * {@link AUTH_MIN_RETRY_MS}).
+   */
   retryDelay: number;
-  /** Longest pause between tries of a node that keeps failing, in milliseconds. */
+  /** Longest pause between SASL login retries of a node that keeps refusing it, in milliseconds. */
   maxRetryDelay: number;
   credentials?: MemcachedCredentials;
   logger?: SessionCacheLogger;
@@ -36,6 +40,21 @@ export interface MemcachedNodeOptions {
 }
 
 type Callback<T> = (err: Error | null, value: T) => void;
+
+/** The binary protocol's `version` opcode. */
+const OP_VERSION = 0x0b;
+
+/** The parts of memjs's Client that {@link MemcachedNode.version} uses (memjs has no `version`). */
+interface MemjsClientInternals {
+  seq: number;
+  incrSeq(): void;
+  perform(
+    key: string,
+    request: Buffer,
+    seq: number,
+    callback: (err: Error | null, response?: { val?: Buffer }) => void,
+  ): void;
+}
 
 /** A deadline timer this late means the event loop was stalled, not the server (ms). */
 const STALL_MS = 50;
@@ -52,9 +71,12 @@ interface Deadline {
 /**
  * One memcached server of the session cluster: its own memjs connection, the time budget of every
  * call, and the circuit breaker. After a call fails for want of the server (timeout, refused or
- * broken connection), the node is marked down and calls to it fail at once, without network, for
- * `retryDelay` ms (doubling while it keeps failing, up to `maxRetryDelay`); then one call probes
- * it and the node is up again as soon as it answers.
+ * broken connection), the node is marked down and calls to it fail at once, without network. While
+ * it is down the node probes the server itself, in the background: a `version` command (connecting
+ * first when needed) within the time budget, every `retryDelay` ms after the last probe ended. The
+ * first probe that is answered puts the node back in service; no user request ever waits on a
+ * probe, and the probe timer never keeps the process alive. A server that refuses connections
+ * costs one connection attempt per `retryDelay`; a hung one, one probe per `timeout` + `retryDelay`.
  *
  * A refused SASL login is not an outage and does not mark the node down: the call rejects with a
  * {@link SessionCacheAuthError}, one warning is logged, and for `retryDelay` ms (at least
@@ -68,9 +90,10 @@ export class MemcachedNode {
   #closed = false;
   #down = false;
   #downSince = 0;
-  #retryAt = 0;
-  #delay: number;
-  #probing = false;
+  /** The background probe of a node marked down: its timer, or true while a probe is in flight. */
+  #prober: NodeJS.Timeout | true | null = null;
+  /** When the next probe starts (performance.now() ms), for Retry-After. */
+  #nextProbeAt = 0;
   readonly #deadlines: Deadline[] = [];
   #sweeper: NodeJS.Timeout | null = null;
   #sweepDueAt = 0;
@@ -88,7 +111,6 @@ export class MemcachedNode {
     options: MemcachedNodeOptions,
   ) {
     this.#options = options;
-    this.#delay = options.retryDelay;
     // memjs's own clocks, set behind ours: our deadline bounds every call and resets the
     // connection; memjs's are only a backstop.
     const seconds = (options.timeout * 2) / 1000;
@@ -201,10 +223,43 @@ export class MemcachedNode {
     );
   }
 
+  /**
+   * memcached's `version`: the cheapest command there is, used to probe a node marked down. Like
+   * {@link stats}, it is sent also while the node is marked down.
+   */
+  version(): Promise<string> {
+    return this.#call<string>(
+      'version',
+      undefined,
+      (cb) => {
+        const client = this.#client as unknown as MemjsClientInternals;
+        client.incrSeq();
+        const request = Utils.makeRequestBuffer(OP_VERSION, '', '', '', client.seq);
+        client.perform('', request, client.seq, (err, response) =>
+          cb(err, response?.val?.toString() ?? ''),
+        );
+      },
+      true,
+    );
+  }
+
+  /**
+   * Milliseconds until this node is expected to be tried again: the next background probe while
+   * it is marked down, the next login retry while the server refuses our login, else 0.
+   */
+  get retryInMs(): number {
+    const now = performance.now();
+    let ms = 0;
+    if (this.#down) ms = Math.max(0, this.#nextProbeAt - now) + this.#options.timeout;
+    if (this.#authFailed) ms = Math.max(ms, this.#authRetryAt - now);
+    return ms;
+  }
+
   /** Closes the connection. Later calls reject. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopProbing();
     this.#client.close();
     // end() waits for the peer; a hung server never answers, and the socket would keep the
     // process alive.
@@ -238,29 +293,23 @@ export class MemcachedNode {
         );
         return;
       }
-      let probe = false;
       if (this.#down && !ignoreBreaker) {
+        // The background probe brings the node back; a user request never waits on it.
         const now = performance.now();
-        if (this.#probing || now < this.#retryAt) {
-          reject(
-            new SessionCacheUnavailableError(
-              operation,
-              this.name,
-              `skipped: marked down ${Math.round(now - this.#downSince)} ms ago, next try in ${Math.max(
-                0,
-                Math.round(this.#retryAt - now),
-              )} ms`,
-            ),
-          );
-          return;
-        }
-        probe = this.#probing = true;
+        reject(
+          new SessionCacheUnavailableError(
+            operation,
+            this.name,
+            `skipped: marked down ${Math.round(now - this.#downSince)} ms ago, probed in the ` +
+              `background every ${this.#options.retryDelay} ms`,
+          ),
+        );
+        return;
       }
       // After the outage check, so that a node skipped as down never holds the login retry.
       let authProbe = false;
       if (this.#authFailed && !ignoreBreaker) {
         if (this.#authProbing || performance.now() < this.#authRetryAt) {
-          if (probe) this.#probing = false;
           reject(new SessionCacheAuthError(this.name, this.username));
           return;
         }
@@ -281,7 +330,6 @@ export class MemcachedNode {
       const finish = (err: unknown, value?: T) => {
         if (deadline.settled) return;
         deadline.settled = true;
-        if (probe) this.#probing = false;
         if (authProbe) this.#authProbing = false;
         if (err === null || err === undefined) {
           this.#markUp();
@@ -295,7 +343,7 @@ export class MemcachedNode {
           if (!ignoreBreaker) this.#authRefused(wrapped, authProbe);
         } else if (wrapped instanceof SessionCacheUnavailableError) {
           this.#options.onFailure?.(this, operation, describe(err));
-          this.#markDown(describe(err), probe);
+          this.#markDown(describe(err));
         } else this.#markUp(); // a refusal is an answer: the server is there
         reject(wrapped);
       };
@@ -348,20 +396,12 @@ export class MemcachedNode {
     if (queue.length > 0) this.#arm(Math.max(1, queue[0].at - now));
   }
 
-  #markDown(reason: string, probe: boolean): void {
-    const now = performance.now();
-    if (!this.#down) {
-      this.#down = true;
-      this.#downSince = now;
-      this.#delay = this.#options.retryDelay;
-      this.#options.onStateChange?.(this, false, reason, 0);
-    } else if (probe) {
-      // Only a failed retry backs off further; calls that were already in flight do not.
-      this.#delay = Math.min(this.#delay * 2, this.#options.maxRetryDelay);
-    } else {
-      return;
-    }
-    this.#retryAt = now + this.#delay;
+  #markDown(reason: string): void {
+    if (this.#down || this.#closed) return;
+    this.#down = true;
+    this.#downSince = performance.now();
+    this.#options.onStateChange?.(this, false, reason, 0);
+    this.#scheduleProbe();
   }
 
   #markUp(): void {
@@ -369,7 +409,35 @@ export class MemcachedNode {
     const downFor = Math.round(performance.now() - this.#downSince);
     this.#down = false;
     this.#downSince = 0;
+    this.#stopProbing();
     this.#options.onStateChange?.(this, true, `answered again after ${downFor} ms`, downFor);
+  }
+
+  /** Starts the next background probe in `retryDelay` ms (unref'd: it never keeps the process alive). */
+  #scheduleProbe(): void {
+    if (!this.#down || this.#closed || this.#prober !== null) return;
+    const delay = this.#options.retryDelay;
+    this.#nextProbeAt = performance.now() + delay;
+    const timer = setTimeout(() => {
+      this.#prober = true;
+      // Answered: #call marks the node up (and stops probing). Not answered: probe again later.
+      this.version().then(
+        () => this.#probeEnded(),
+        () => this.#probeEnded(),
+      );
+    }, delay);
+    timer.unref();
+    this.#prober = timer;
+  }
+
+  #probeEnded(): void {
+    if (this.#prober === true) this.#prober = null;
+    this.#scheduleProbe();
+  }
+
+  #stopProbing(): void {
+    if (this.#prober !== null && this.#prober !== true) clearTimeout(this.#prober);
+    this.#prober = null;
   }
 
   #authRefused(err: SessionCacheAuthError, probe: boolean): void {

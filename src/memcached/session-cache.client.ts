@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { SessionCacheConfigError, SessionCacheError } from '../session-cache.errors';
-import { MemcachedNode, SessionCacheLogger } from './memcached-node';
+import { AUTH_MIN_RETRY_MS, MemcachedNode, SessionCacheLogger } from './memcached-node';
+import { MIN_RETRY_DELAY_MS } from './url';
 import { SessionCacheRing } from './ring';
 import {
   formatServer,
@@ -21,8 +22,8 @@ export interface SessionCacheClientOptions {
   /** Copies of every key, on distinct nodes of the ring (1 to the number of servers). Default 1. */
   replicas?: number;
   /**
-   * How long a node that failed is skipped before it is tried again, in ms; doubles while it keeps
-   * failing, up to 16 times this. Default 1000.
+   * How often a node marked down is probed in the background, in ms: a server that is back is in
+   * service again at most this long (plus one round trip) after it answers. Default 100.
    */
   retryDelay?: number;
   /** SASL credentials (they may also come from the URL). */
@@ -32,7 +33,9 @@ export interface SessionCacheClientOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 500;
-export const DEFAULT_RETRY_DELAY_MS = 1000;
+export const DEFAULT_RETRY_DELAY_MS = 100;
+/** The shortest background probe interval (a shorter one would only spin on a dead server). */
+export { MIN_RETRY_DELAY_MS } from './url';
 
 /** Payload of the `nodeDown` event. */
 export interface NodeDownEvent {
@@ -86,8 +89,8 @@ export type ReplicaResult<T> =
  *
  * Keys are placed on a ketama-compatible consistent-hash ring; with `replicas` R > 1 every write,
  * touch and delete goes to the key's R nodes and succeeds when one of them took it, and `get`
- * answers from the first of them that has the key. A node that fails is skipped for a while
- * (`retryDelay`), see {@link MemcachedNode}.
+ * answers from the first of them that has the key. A node that fails is skipped until a background
+ * probe (every `retryDelay` ms) finds it answering again, see {@link MemcachedNode}.
  *
  * TTLs are in seconds; TTLs over 30 days are sent as absolute Unix times (memcached's rule), so they
  * work as expected.
@@ -124,9 +127,10 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
       );
     }
     const retryDelay = options.retryDelay ?? DEFAULT_RETRY_DELAY_MS;
-    if (!Number.isFinite(retryDelay) || retryDelay < 0) {
+    if (!Number.isFinite(retryDelay) || retryDelay < MIN_RETRY_DELAY_MS) {
       throw new SessionCacheConfigError(
-        `retryDelay must be a number of milliseconds >= 0, got ${retryDelay}.`,
+        `retryDelay (how often a node marked down is probed) must be a number of milliseconds ` +
+          `>= ${MIN_RETRY_DELAY_MS}, got ${retryDelay}.`,
       );
     }
     this.timeout = timeout;
@@ -140,7 +144,7 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
           timeout,
           keepAlive: options.keepAlive ?? false,
           retryDelay,
-          maxRetryDelay: retryDelay * 16,
+          maxRetryDelay: Math.max(retryDelay * 16, 16 * AUTH_MIN_RETRY_MS),
           credentials: options.credentials,
           logger: options.logger,
           onStateChange: (node, up, detail, downtimeMs) =>
@@ -262,6 +266,17 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
     return { healthy, replicas: this.replicas, nodes };
   }
 
+  /**
+   * Whole seconds after which a request that failed because of `err` is worth trying again (the
+   * HTTP `Retry-After`): when the node that failed is next probed or asked to log in; at least 1.
+   */
+  retryAfterSeconds(err?: unknown): number {
+    const server = (err as { server?: unknown } | undefined)?.server;
+    const node = this.nodes.find((n) => n.name === server);
+    const ms = node?.retryInMs ?? 0;
+    return Math.max(1, Math.ceil(ms / 1000));
+  }
+
   /** Closes every connection. Later calls reject. Safe to call more than once. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -291,7 +306,7 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
     } else {
       this.#logger?.warn(
         `Session memcached ${node.name} is marked down (${detail}); it is skipped until it ` +
-          'answers a retry.',
+          'answers a background probe.',
       );
       this.emit('nodeDown', { server: node.name, reason: detail });
     }

@@ -15,7 +15,7 @@ export interface SessionCacheUrlOptions {
   keepAlive?: boolean;
   /** Copies of every session on distinct nodes (`?replicas=2`). */
   replicas?: number;
-  /** How long a failed node is skipped before it is tried again, in ms (`?retryDelay=1000`). */
+  /** How often a node marked down is probed in the background, in ms (`?retryDelay=100`). */
   retryDelay?: number;
 }
 
@@ -158,6 +158,9 @@ function parseBoolean(url: string, name: string, value: string): boolean {
   return fail(url, `option ${name}="${value}" is not a boolean`, 'Use true or false.');
 }
 
+/** The shortest `retryDelay`: a shorter probe interval would only spin on a dead server. */
+export const MIN_RETRY_DELAY_MS = 10;
+
 function parseWhole(
   url: string,
   name: string,
@@ -194,7 +197,7 @@ function parseQuery(url: string, query: string): SessionCacheUrlOptions {
         options.replicas = parseWhole(url, name, value, 1, 'copies', 2);
         break;
       case 'retryDelay':
-        options.retryDelay = parseWhole(url, name, value, 0, 'milliseconds', 1000);
+        options.retryDelay = parseWhole(url, name, value, MIN_RETRY_DELAY_MS, 'milliseconds', 100);
         break;
       default:
         fail(

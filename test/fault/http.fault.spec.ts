@@ -1,29 +1,13 @@
 import { jest } from '@jest/globals';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
-import { SessionStore } from '../../src';
-import type { NodeUpEvent, SessionCacheOptions } from '../../src';
+import type { NodeUpEvent } from '../../src';
 import { sessionIdOf } from '../support/http';
-import { CapturingLogger } from '../support/logger';
 import { MemcachedProcess, startMemcachedCluster } from '../support/memcached.mjs';
-import { coreModule } from '../e2e/core/core.module';
+import { startListeningApp } from './app';
 
 jest.setTimeout(120_000);
 
-/** A Nest app on a real port (fetch keeps connections alive, as browsers and proxies do). */
-async function startApp(url: string, options: Partial<SessionCacheOptions>) {
-  const moduleRef = await Test.createTestingModule({
-    imports: [coreModule(url, options)],
-  }).compile();
-  const app: INestApplication = moduleRef.createNestApplication({
-    logger: new CapturingLogger(),
-  });
-  await app.listen(0, '127.0.0.1');
-  const { port } = app.getHttpServer().address() as AddressInfo;
-  return { app, base: `http://127.0.0.1:${port}`, store: app.get(SessionStore) };
-}
+const startApp = startListeningApp;
 
 async function call(base: string, method: string, path: string, cookie?: string, body?: object) {
   const started = performance.now();

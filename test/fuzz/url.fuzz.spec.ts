@@ -400,7 +400,7 @@ function validOptions(serverCount: number): fc.Arbitrary<Option[]> {
       fc
         .integer({ min: 1, max: serverCount })
         .map((v) => ({ name: 'replicas', written: String(v), value: v })),
-      whole(0).map((v) => ({ name: 'retryDelay', written: String(v), value: v })),
+      whole(10).map((v) => ({ name: 'retryDelay', written: String(v), value: v })),
     ])
     .chain((arbitraries) =>
       arbitraries.length === 0 ? fc.constant([]) : fc.tuple(...arbitraries),

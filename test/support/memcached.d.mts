@@ -30,6 +30,8 @@ export declare class MemcachedProcess {
   get url(): string;
   get address(): string;
   get running(): boolean;
+  /** Calls `listener(reason)` whenever memcached exits without stop(), kill() or restart(). */
+  onCrash(listener: (reason: string) => void): void;
   get pid(): number | undefined;
   /** The SASL user name of a memcached -S, or undefined. */
   get saslUser(): string | undefined;

@@ -175,6 +175,10 @@ export class MemcachedProcess {
   #sasl = null;
   /** The temporary SASL configuration of the running process. */
   #saslDir = null;
+  /** Called when the process exits without being told to (crash, OOM killer, kill -9 by hand). */
+  #onCrash = [];
+  /** The child this object is stopping or killing on purpose. */
+  #stopping = null;
 
   constructor(bin, port, args, host = '127.0.0.1') {
     this.#bin = bin;
@@ -308,9 +312,12 @@ export class MemcachedProcess {
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     let exited = false;
-    child.once('exit', () => {
+    child.once('exit', (code, signal) => {
       exited = true;
       if (this.#child === child) this.#child = null;
+      if (this.#stopping !== child) {
+        for (const listener of this.#onCrash) listener(signal ?? `code ${code}`);
+      }
     });
     this.#child = child;
     try {
@@ -325,15 +332,25 @@ export class MemcachedProcess {
       );
       if (this.#sasl) await this.#checkSaslLogin();
     } catch (err) {
+      this.#stopping = child;
       child.kill('SIGKILL');
       this.#child = null;
       throw err;
     }
   }
 
+  /**
+   * Calls `listener(reason)` whenever this memcached exits without stop(), kill() or restart()
+   * (a crash, the OOM killer, a kill from another terminal).
+   */
+  onCrash(listener) {
+    this.#onCrash.push(listener);
+  }
+
   async #signalAndWait(signal) {
     const child = this.#child;
     if (!child) return;
+    this.#stopping = child;
     if (child.exitCode === null && child.signalCode === null) {
       const exited = once(child, 'exit');
       child.kill('SIGCONT');

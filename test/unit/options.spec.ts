@@ -15,7 +15,7 @@ describe('resolveSessionCacheOptions', () => {
     });
     expect(resolved).toMatchObject({
       name: 'default',
-      onUnavailable: 'fail',
+      onUnavailable: 'lazy',
       installMiddleware: true,
       saveBeforeResponse: true,
       timeout: 250, // from the URL

@@ -51,7 +51,8 @@ describe('SessionCache configuration', () => {
     [{ replicas: 0 }, /replicas must be a whole number from 1 to the number of servers \(2\)/],
     [{ replicas: 3 }, /got 3\. Add servers or lower replicas/],
     [{ replicas: 1.5 }, /replicas must be/],
-    [{ retryDelay: -1 }, /retryDelay must be a number of milliseconds >= 0/],
+    [{ retryDelay: -1 }, /retryDelay .*must be a number of milliseconds >= 10/],
+    [{ retryDelay: 0 }, /retryDelay .*must be a number of milliseconds >= 10/],
     [{ timeout: 0 }, /timeout must be a positive number/],
   ])('rejects %j', (options, message) => {
     const create = () => SessionCache.fromUrl('memcached://a:1,b:2', options);

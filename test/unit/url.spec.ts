@@ -11,7 +11,7 @@ describe('parseSessionCacheUrl', () => {
 
   it('parses several hosts, ports, IPv6 and options', () => {
     const parsed = parseSessionCacheUrl(
-      'memcached://h1,h2:11212,[::1]:11213,cache-3.internal?timeout=250&keepAlive=true&replicas=2&retryDelay=0',
+      'memcached://h1,h2:11212,[::1]:11213,cache-3.internal?timeout=250&keepAlive=true&replicas=2&retryDelay=10',
     );
     expect(parsed.servers).toEqual([
       { host: 'h1', port: 11211 },
@@ -19,7 +19,7 @@ describe('parseSessionCacheUrl', () => {
       { host: '::1', port: 11213 },
       { host: 'cache-3.internal', port: 11211 },
     ]);
-    expect(parsed.options).toEqual({ timeout: 250, keepAlive: true, replicas: 2, retryDelay: 0 });
+    expect(parsed.options).toEqual({ timeout: 250, keepAlive: true, replicas: 2, retryDelay: 10 });
   });
 
   it('accepts an upper-case scheme, a trailing slash and surrounding blanks', () => {
@@ -75,6 +75,10 @@ describe('parseSessionCacheUrl', () => {
     ['memcached://h1,h2?replicas=two', /option replicas="two"/],
     ['memcached://h1,h2?replicas=3', /replicas=3 but it lists 2 server\(s\)/],
     ['memcached://h?retryDelay=-1', /option retryDelay="-1" is not a whole number/],
+    [
+      'memcached://h?retryDelay=5',
+      /option retryDelay="5" is not a whole number of milliseconds >= 10/,
+    ],
     ['memcached://h?timeout=99999999999', /option timeout="99999999999"/],
     ['memcached://h,h:11211', /server h:11211 is listed twice/],
     ['memcached://user@h', /user "user" has no password/],

@@ -249,14 +249,15 @@ describe('failure behaviour (e2e)', () => {
       const started = Date.now();
       const res = await request(app.getHttpServer()).get('/me').set('Cookie', cookie);
       expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
       expect(res.body.message).toMatch(/Sessions are temporarily unavailable/);
       expect(JSON.stringify(res.body)).not.toContain(memcached.address);
       expect(Date.now() - started).toBeLessThan(1000);
-      expect(logger.lines.some((l) => l.includes('Answering 503'))).toBe(true);
+      expect(logger.lines.some((l) => l.includes('use req.session are answered 503'))).toBe(true);
       expect(logger.lines.join('\n')).not.toContain(sessionIdOf(cookie));
 
       await memcached.restart(); // empty after a restart: the user must log in again
-      // The node is skipped until its retryDelay has passed, then it serves again.
+      // The node is skipped until a background probe finds it again, then it serves again.
       await eventually(() =>
         request(app.getHttpServer()).get('/me').set('Cookie', cookie).expect(401),
       );
@@ -289,6 +290,7 @@ describe('failure behaviour (e2e)', () => {
       gate.open();
       const res = await slow;
       expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toMatch(/^[1-9]\d*$/);
       expect(res.body.message).toMatch(/Sessions are temporarily unavailable/);
       await memcached.resume();
       // The session itself survives. (Whether the timed-out write was applied when memcached
@@ -298,6 +300,65 @@ describe('failure behaviour (e2e)', () => {
       );
       expect(me.body.user).toBe('ada');
     });
+  });
+
+  it("with onUnavailable: 'fail', answers 503 with Retry-After even where the session is not used", async () => {
+    await withApp(memcached.url, { timeout: 300, onUnavailable: 'fail' }, async ({ app }) => {
+      const cookie = await login(app);
+      await memcached.pause();
+      const res = await request(app.getHttpServer()).get('/ping').set('Cookie', cookie);
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      await memcached.resume();
+    });
+  });
+
+  it('lazy (default): memcached down, only what uses req.session answers 503, and nothing is written later', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    process.on('uncaughtException', onUnhandled);
+    try {
+      await withApp(memcached.url, { timeout: 300 }, async ({ app }) => {
+        const server = app.getHttpServer();
+        const cookie = await login(app);
+        await request(server).post('/visits').set('Cookie', cookie).expect(200);
+        const key = keyOf(app, cookie);
+        const before = await memcached.getRaw(key);
+        const setsBefore = Number((await memcached.stats()).cmd_set);
+        await memcached.pause();
+        // A route that never touches the session: served, with or without the cookie, no cookie set.
+        for (const withCookie of [true, false, true]) {
+          const res = await (withCookie
+            ? request(server).get('/ping').set('Cookie', cookie)
+            : request(server).get('/ping'));
+          expect(res.status).toBe(200);
+          expect(res.body).toEqual({ pong: true });
+          expect(res.headers['set-cookie']).toBeUndefined();
+        }
+        // The handler, a guard and @Session() each answer 503 with Retry-After, through the filters.
+        for (const path of ['/me', '/guarded', '/decorated']) {
+          const res = await request(server).get(path).set('Cookie', cookie);
+          expect({ path, status: res.status }).toEqual({ path, status: 503 });
+          expect(res.headers['retry-after']).toBe('1');
+          expect(res.body.message).toMatch(/Sessions are temporarily unavailable/);
+          expect(res.headers['set-cookie']).toBeUndefined();
+        }
+        // A handler that modifies the session cannot silently lose it.
+        await request(server).post('/visits').set('Cookie', cookie).expect(503);
+        await memcached.resume();
+        const back = await eventually(() =>
+          request(server).get('/me').set('Cookie', cookie).expect(200),
+        );
+        expect(back.body.visits).toBe(1); // nothing of the outage was written
+        expect(await memcached.getRaw(key)).toEqual(before);
+        expect(Number((await memcached.stats()).cmd_set)).toBe(setsBefore);
+      });
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      process.off('uncaughtException', onUnhandled);
+    }
   });
 
   it("with onUnavailable: 'proceed', serves the request without a session and warns", async () => {

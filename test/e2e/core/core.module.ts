@@ -1,13 +1,17 @@
 import {
   BadRequestException,
   Body,
+  CanActivate,
   Controller,
+  ExecutionContext,
   Get,
   HttpCode,
   Injectable,
   Post,
   Req,
+  Session,
   UnauthorizedException,
+  UseGuards,
 } from '@nestjs/common';
 import type { DynamicModule } from '@nestjs/common';
 import { CacheModule } from '@nestjs/cache-manager';
@@ -49,6 +53,16 @@ export class SessionInfo {
     @InjectSessionCache() readonly cache: SessionCache,
     readonly store: SessionStore,
   ) {}
+}
+
+/** A guard that needs a logged-in session, as apps write them. */
+@Injectable()
+export class LoggedIn implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const req = context.switchToHttp().getRequest<SessionRequest>();
+    if (!req.session?.user) throw new UnauthorizedException();
+    return true;
+  }
 }
 
 @Controller()
@@ -104,6 +118,36 @@ export class CoreController {
   @Get('public')
   open(@Req() req: SessionRequest) {
     return { hasSession: req.session !== undefined };
+  }
+
+  /** Counts requests in the session, creating one when there is none (no login needed). */
+  @Post('count')
+  @HttpCode(200)
+  count(@Req() req: SessionRequest) {
+    req.session.visits = (req.session.visits ?? 0) + 1;
+    return { visits: req.session.visits };
+  }
+
+  @Get('count')
+  counted(@Req() req: SessionRequest) {
+    return { visits: req.session.visits ?? 0 };
+  }
+
+  /** Never touches the session. */
+  @Get('ping')
+  ping() {
+    return { pong: true };
+  }
+
+  @Get('guarded')
+  @UseGuards(LoggedIn)
+  guarded() {
+    return { ok: true };
+  }
+
+  @Get('decorated')
+  decorated(@Session() session: Fields) {
+    return { user: session.user };
   }
 }
 

@@ -126,7 +126,7 @@ describe('SessionCacheModule registration', () => {
       [{ session: { secret: 's', store: {} } }, /session\.store must not be set/],
       [
         { session: { secret: 's' }, onUnavailable: 'ignore' },
-        /onUnavailable must be 'fail' or 'proceed'/,
+        /onUnavailable must be 'lazy', 'fail' or 'proceed'/,
       ],
       [{ session: { secret: 's' }, encryptionKeys: [] }, /encryptionKeys must be a non-empty/],
       [{ session: { secret: 's' }, encryptionKeys: ['c2hvcnQ='] }, /encryptionKeys\[0\]/],
