@@ -48,12 +48,15 @@ export class MemcachedCredentials {
 export interface ParsedSessionCacheUrl {
   readonly servers: readonly MemcachedServerAddress[];
   readonly credentials?: MemcachedCredentials;
+  /** True for `memcacheds://`: TLS to every server of the URL. */
+  readonly tls: boolean;
   readonly options: SessionCacheUrlOptions;
   /** The URL with its password replaced by `***`, safe to log. */
   readonly redacted: string;
 }
 
 const SCHEME = 'memcached://';
+const TLS_SCHEME = 'memcacheds://';
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 
@@ -85,7 +88,7 @@ export function redactUrl(url: string): string {
 function fail(url: string, problem: string, fix: string): never {
   throw new SessionCacheUrlError(
     `Invalid session memcached URL "${redactUrl(url)}": ${problem}. ${fix} ` +
-      'Expected memcached://[user:password@]host[:port][,host[:port]...][?option=value...].',
+      'Expected memcached[s]://[user:password@]host[:port][,host[:port]...][?option=value...].',
   );
 }
 
@@ -211,7 +214,8 @@ function parseQuery(url: string, query: string): SessionCacheUrlOptions {
 }
 
 /**
- * Parses `memcached://[user:password@]host[:port][,host[:port]…][?option=value…]`.
+ * Parses `memcached://[user:password@]host[:port][,host[:port]…][?option=value…]`, or the same
+ * with `memcacheds://` for TLS to every server (`tls` in the result).
  * User and password are percent-decoded; the port defaults to 11211. Throws a
  * {@link SessionCacheUrlError} naming the bad part; the password never appears in it.
  */
@@ -223,14 +227,20 @@ export function parseSessionCacheUrl(url: string): ParsedSessionCacheUrl {
     );
   }
   const trimmed = url.trim();
-  if (!trimmed.toLowerCase().startsWith(SCHEME)) {
+  const lower = trimmed.toLowerCase();
+  const tls = lower.startsWith(TLS_SCHEME);
+  if (!tls && !lower.startsWith(SCHEME)) {
     const redacted = redactUrl(trimmed);
     const scheme = redacted.includes('://')
       ? `"${redacted.slice(0, redacted.indexOf('://'))}"`
       : 'missing';
-    fail(url, `the scheme is ${scheme}, not "memcached"`, 'Start the URL with memcached://.');
+    fail(
+      url,
+      `the scheme is ${scheme}, not "memcached" or "memcacheds"`,
+      'Start the URL with memcached:// (or memcacheds:// for TLS).',
+    );
   }
-  let rest = trimmed.slice(SCHEME.length);
+  let rest = trimmed.slice(tls ? TLS_SCHEME.length : SCHEME.length);
   // User information first (up to the last "@"), so that reserved characters a password should
   // have percent-encoded never spill into the host list or the query (and into error messages).
   const at = rest.lastIndexOf('@');
@@ -277,7 +287,7 @@ export function parseSessionCacheUrl(url: string): ParsedSessionCacheUrl {
       'Each copy needs its own server: list more servers or lower replicas.',
     );
   }
-  return { servers, credentials, options, redacted: redactUrl(trimmed) };
+  return { servers, credentials, tls, options, redacted: redactUrl(trimmed) };
 }
 
 /** `host:port` (IPv6 hosts in brackets), as used in logs and errors. */

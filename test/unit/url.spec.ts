@@ -51,6 +51,40 @@ describe('parseSessionCacheUrl', () => {
     expect(redactUrl('memcached://h:11211')).toBe('memcached://h:11211');
   });
 
+  it('memcacheds:// means TLS to every server; memcached:// means plaintext', () => {
+    const parsed = parseSessionCacheUrl('memcacheds://u:p%40ss@h1,h2:11212?replicas=2');
+    expect(parsed.tls).toBe(true);
+    expect(parsed.servers).toEqual([
+      { host: 'h1', port: 11211 },
+      { host: 'h2', port: 11212 },
+    ]);
+    expect(parsed.credentials?.password).toBe('p@ss');
+    expect(parsed.options).toEqual({ replicas: 2 });
+    expect(parsed.redacted).toBe('memcacheds://u:***@h1,h2:11212?replicas=2');
+    expect(parseSessionCacheUrl(' MemcacheDS://[::1]:11213/ ')).toMatchObject({
+      tls: true,
+      servers: [{ host: '::1', port: 11213 }],
+    });
+    expect(parseSessionCacheUrl('memcached://h').tls).toBe(false);
+    expect(redactUrl('memcacheds://u:secret@h')).toBe('memcacheds://u:***@h');
+  });
+
+  it('names both schemes when the scheme is wrong, and keeps the password out', () => {
+    for (const url of [
+      'rediss://u:hunter2@h',
+      'memcachedss://u:hunter2@h',
+      'memcache://u:hunter2@h',
+    ]) {
+      expect(() => parseSessionCacheUrl(url)).toThrow(
+        /not "memcached" or "memcacheds"\. Start the URL with memcached:\/\/ \(or memcacheds:\/\/ for TLS\)/,
+      );
+      expect(() => parseSessionCacheUrl(url)).not.toThrow(/hunter2/);
+    }
+    expect(() => parseSessionCacheUrl('memcacheds://u:hunter2@h:x')).toThrow(
+      'Invalid session memcached URL "memcacheds://u:***@h:x": port "x" of server "h:x"',
+    );
+  });
+
   const bad: Array<[string, RegExp]> = [
     ['', /missing or empty/],
     ['redis://h:6379', /scheme is "redis", not "memcached"/],
