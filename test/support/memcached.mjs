@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { hostname, tmpdir } from 'node:os';
+import tls from 'node:tls';
 import { join } from 'node:path';
 
 const INSTALL_HINT =
@@ -80,18 +81,80 @@ function makeSaslDir({ username, password }) {
   }
 }
 
-/** `stats` over the binary protocol with a SASL login (what a memcached -S speaks). */
-async function saslStats(host, port, { username, password }) {
-  // Imported here: scripts/ensure-env.mjs loads this file before node_modules may exist.
-  const { default: memjs } = await import('memjs');
+/**
+ * A connection to a test memcached: plain TCP, or TLS with `tlsOptions` (tls.connect options such as
+ * { ca, cert, key }). Returns the socket and the event after which it is ready.
+ */
+function openSocket(port, host, tlsOptions) {
+  if (!tlsOptions) return { socket: net.connect({ port, host }), ready: 'connect' };
+  const servername = net.isIP(host) === 0 ? host : undefined;
+  return { socket: tls.connect({ port, host, servername, ...tlsOptions }), ready: 'secureConnect' };
+}
+
+/** One binary-protocol request (no extras, no CAS). */
+function binaryRequest(opcode, key, value, opaque) {
+  const header = Buffer.alloc(24);
+  header[0] = 0x80;
+  header[1] = opcode;
+  header.writeUInt16BE(key.length, 2);
+  header.writeUInt32BE(key.length + value.length, 8);
+  header.writeUInt32BE(opaque, 12);
+  return Buffer.concat([header, key, value]);
+}
+
+/**
+ * `stats` over the binary protocol after a SASL PLAIN login (what a memcached -S speaks), over TCP
+ * or TLS. A refused login rejects with "authentication failed".
+ */
+function saslStats(host, port, { username, password }, tlsOptions) {
   return new Promise((resolve, reject) => {
-    const server = new memjs.Server(host, port, username, password, { timeout: 2, conntimeout: 2 });
-    const client = new memjs.Client([server], { retries: 1, logger: { log() {} } });
-    client.stats((err, _server, stats) => {
-      client.close();
-      // memjs reports a refused login as a bare string.
-      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+    const { socket, ready } = openSocket(port, host, tlsOptions);
+    const stats = {};
+    let buffer = Buffer.alloc(0);
+    const finish = (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
       else resolve(stats);
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`memcached on port ${port} did not answer a SASL login and stats`)),
+      5000,
+    );
+    socket.once('error', finish);
+    socket.once(ready, () => {
+      const auth = Buffer.from(`\0${username}\0${password}`);
+      const none = Buffer.alloc(0);
+      socket.write(
+        Buffer.concat([
+          binaryRequest(0x21, Buffer.from('PLAIN'), auth, 1),
+          binaryRequest(0x10, none, none, 2),
+        ]),
+      );
+    });
+    socket.on('data', (chunk) => {
+      buffer = Buffer.concat([buffer, chunk]);
+      while (buffer.length >= 24 && buffer.length >= 24 + buffer.readUInt32BE(8)) {
+        const bodyLength = buffer.readUInt32BE(8);
+        const keyStart = 24 + buffer[4];
+        const valueStart = keyStart + buffer.readUInt16BE(2);
+        const [opcode, status] = [buffer[1], buffer.readUInt16BE(6)];
+        const key = buffer.subarray(keyStart, valueStart).toString();
+        const value = buffer.subarray(valueStart, 24 + bodyLength).toString();
+        buffer = buffer.subarray(24 + bodyLength);
+        if (status !== 0) {
+          finish(
+            new Error(status === 0x20 ? 'authentication failed' : `status ${status}: ${value}`),
+          );
+          return;
+        }
+        if (opcode !== 0x10) continue;
+        if (key === '') {
+          finish(null);
+          return;
+        }
+        stats[key] = value;
+      }
     });
   });
 }
@@ -141,10 +204,14 @@ function processState(pid) {
 export function rawCommand(
   port,
   command,
-  { until = /(END|OK|ERROR|STORED|DELETED|NOT_FOUND|TOUCHED)\r\n$/, host = '127.0.0.1' } = {},
+  {
+    until = /(END|OK|ERROR|STORED|DELETED|NOT_FOUND|TOUCHED)\r\n$/,
+    host = '127.0.0.1',
+    tls: tlsOptions,
+  } = {},
 ) {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host });
+    const { socket } = openSocket(port, host, tlsOptions);
     let reply = '';
     const timer = setTimeout(() => {
       socket.destroy();
@@ -179,6 +246,8 @@ export class MemcachedProcess {
   #onCrash = [];
   /** The child this object is stopping or killing on purpose. */
   #stopping = null;
+  /** The `tls` start option of a memcached -Z, or null. */
+  #tls = null;
 
   constructor(bin, port, args, host = '127.0.0.1') {
     this.#bin = bin;
@@ -192,7 +261,11 @@ export class MemcachedProcess {
    * args (extra command-line arguments), env (extra environment variables), sasl ({ username,
    * password }: runs memcached -S with a temporary sasldb holding that one user, and is ready once
    * that user can log in; such a process speaks only the binary protocol, so `stats()` logs in
-   * over it and the text-protocol helpers reject).
+   * over it and the text-protocol helpers reject), tls ({ certFile, keyFile, clientCaFile?,
+   * verifyMode?, connect }: runs memcached -Z with that server certificate, requiring client
+   * certificates signed by clientCaFile when given (ssl_verify_mode, default 2); the helpers'
+   * own connections use TLS with the tls.connect options `connect`, and it is ready once they get
+   * an answer over TLS. See makeTestCertificates() in certificates.mjs).
    */
   static async start(options = {}) {
     const bin = findMemcachedBinary();
@@ -203,6 +276,9 @@ export class MemcachedProcess {
         throw new Error('sasl needs { username, password } as strings');
       if (!findSaslpasswd2()) throw new Error(SASL_INSTALL_HINT);
     }
+    const tlsOption = options.tls ?? null;
+    if (tlsOption && (!tlsOption.certFile || !tlsOption.keyFile || !tlsOption.connect))
+      throw new Error('tls needs { certFile, keyFile, connect } (see makeTestCertificates)');
     const args = [
       '-l',
       options.host ?? '127.0.0.1',
@@ -215,6 +291,7 @@ export class MemcachedProcess {
       ...(options.maxItemSize ? ['-I', options.maxItemSize] : []),
       ...(process.getuid?.() === 0 ? ['-u', 'root'] : []),
       ...(sasl ? ['-S'] : []),
+      ...(tlsOption ? ['-Z', '-o', memcachedTlsSettings(tlsOption)] : []),
       ...(options.args ?? []),
     ];
     for (let attempt = 0; ; attempt++) {
@@ -222,6 +299,7 @@ export class MemcachedProcess {
       const proc = new MemcachedProcess(bin, port, args, options.host);
       proc.env = options.env;
       proc.#sasl = sasl && { username: sasl.username, password: sasl.password };
+      proc.#tls = tlsOption;
       try {
         await proc.#spawn();
         return proc;
@@ -232,9 +310,18 @@ export class MemcachedProcess {
     }
   }
 
-  /** `memcached://127.0.0.1:<port>` (IPv6 hosts in brackets) */
+  /** `memcached://127.0.0.1:<port>` (IPv6 hosts in brackets), `memcacheds://` for a memcached -Z */
   get url() {
-    return `memcached://${this.address}`;
+    return `${this.#scheme}://${this.address}`;
+  }
+
+  get #scheme() {
+    return this.#tls ? 'memcacheds' : 'memcached';
+  }
+
+  /** Whether this is a memcached -Z (TLS only). */
+  get tls() {
+    return this.#tls !== null;
   }
 
   /** `127.0.0.1:<port>` (IPv6 hosts in brackets) */
@@ -259,7 +346,7 @@ export class MemcachedProcess {
   get urlWithCredentials() {
     if (!this.#sasl) return this.url;
     const { username, password } = this.#sasl;
-    return `memcached://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${this.address}`;
+    return `${this.#scheme}://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${this.address}`;
   }
 
   #removeSaslDir() {
@@ -271,7 +358,7 @@ export class MemcachedProcess {
   /** Fails with a hint when a memcached -S refuses the very user its sasldb was made with. */
   async #checkSaslLogin() {
     try {
-      await saslStats(this.host, this.port, this.#sasl);
+      await saslStats(this.host, this.port, this.#sasl, this.#tls?.connect);
     } catch (err) {
       const error = new Error(
         `memcached -S on port ${this.port} refused the SASL login of its own test user ` +
@@ -281,6 +368,25 @@ export class MemcachedProcess {
       error.fatal = /authentication/i.test(err.message);
       throw error;
     }
+  }
+
+  /** Fails with the reason when the helper's own TLS connection to a memcached -Z fails. */
+  async #checkTls() {
+    try {
+      await this.stats();
+    } catch (err) {
+      const error = new Error(
+        `memcached -Z on port ${this.port} did not answer the test helper over TLS ` +
+          `(${err.code ?? ''} ${err.message}). Check the certificates given in the tls option.`,
+      );
+      error.fatal = typeof err.code === 'string' && !/^E[A-Z]+$/.test(err.code);
+      throw error;
+    }
+  }
+
+  /** Options of rawCommand() for this process (its host; TLS for a memcached -Z). */
+  #rawOptions(extra = {}) {
+    return { host: this.host, ...(this.#tls ? { tls: this.#tls.connect } : {}), ...extra };
   }
 
   /** Rejects for helpers that speak the text protocol, which memcached -S turns off. */
@@ -331,6 +437,7 @@ export class MemcachedProcess {
         `memcached on port ${this.port}`,
       );
       if (this.#sasl) await this.#checkSaslLogin();
+      else if (this.#tls) await this.#checkTls();
     } catch (err) {
       this.#stopping = child;
       child.kill('SIGKILL');
@@ -409,13 +516,13 @@ export class MemcachedProcess {
   /** `flush_all` over the text protocol. */
   async flush() {
     this.#textProtocol('flush');
-    await rawCommand(this.port, 'flush_all', { host: this.host });
+    await rawCommand(this.port, 'flush_all', this.#rawOptions());
   }
 
   /** Current `stats` as a name → value map (binary protocol with a login for memcached -S). */
   async stats() {
-    if (this.#sasl) return saslStats(this.host, this.port, this.#sasl);
-    const reply = await rawCommand(this.port, 'stats', { until: /END\r\n$/, host: this.host });
+    if (this.#sasl) return saslStats(this.host, this.port, this.#sasl, this.#tls?.connect);
+    const reply = await rawCommand(this.port, 'stats', this.#rawOptions({ until: /END\r\n$/ }));
     const stats = {};
     for (const line of reply.split('\r\n')) {
       const [tag, name, value] = line.split(' ');
@@ -431,10 +538,10 @@ export class MemcachedProcess {
   async clients() {
     this.#textProtocol('clients');
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port: this.port, host: this.host });
+      const { socket, ready } = openSocket(this.port, this.host, this.#tls?.connect);
       let reply = '';
       socket.once('error', reject);
-      socket.once('connect', () => socket.write('stats conns\r\n'));
+      socket.once(ready, () => socket.write('stats conns\r\n'));
       socket.on('data', (chunk) => {
         reply += chunk.toString('latin1');
         if (!/END\r\n$/.test(reply)) return;
@@ -462,7 +569,7 @@ export class MemcachedProcess {
   /** Seconds memcached will still keep `key` (meta command `mg <key> t`), or null if it has none. */
   async ttl(key) {
     this.#textProtocol('ttl');
-    const reply = await rawCommand(this.port, `mg ${key} t`, { until: /\r\n$/, host: this.host });
+    const reply = await rawCommand(this.port, `mg ${key} t`, this.#rawOptions({ until: /\r\n$/ }));
     const m = /^HD t(-?\d+)/.exec(reply);
     return m ? Number(m[1]) : null;
   }
@@ -470,7 +577,11 @@ export class MemcachedProcess {
   /** The raw value stored under `key`, or null. */
   async getRaw(key) {
     this.#textProtocol('getRaw');
-    const reply = await rawCommand(this.port, `get ${key}`, { until: /END\r\n$/, host: this.host });
+    const reply = await rawCommand(
+      this.port,
+      `get ${key}`,
+      this.#rawOptions({ until: /END\r\n$/ }),
+    );
     const m = /^VALUE \S+ \d+ (\d+)\r\n/.exec(reply);
     if (!m) return null;
     const start = reply.indexOf('\r\n') + 2;
@@ -484,10 +595,23 @@ export class MemcachedProcess {
     const reply = await rawCommand(
       this.port,
       `set ${key} 0 ${exptime} ${buf.length}\r\n${buf.toString('latin1')}\r\n`,
-      { host: this.host },
+      this.#rawOptions(),
     );
     if (!reply.startsWith('STORED')) throw new Error(`memcached refused set: ${reply.trim()}`);
   }
+}
+
+/** memcached's -o value for TLS: the server certificate, and client certificates when asked. */
+function memcachedTlsSettings({ certFile, keyFile, clientCaFile, verifyMode }) {
+  for (const path of [certFile, keyFile, clientCaFile]) {
+    // memcached splits -o on commas: a path with one would be cut in two.
+    if (path && path.includes(',')) throw new Error(`TLS file path has a comma: ${path}`);
+  }
+  const settings = [`ssl_chain_cert=${certFile}`, `ssl_key=${keyFile}`];
+  if (clientCaFile)
+    settings.push(`ssl_verify_mode=${verifyMode ?? 2}`, `ssl_ca_cert=${clientCaFile}`);
+  else if (verifyMode) settings.push(`ssl_verify_mode=${verifyMode}`);
+  return settings.join(',');
 }
 
 /** Starts `count` memcached processes. */
