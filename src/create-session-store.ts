@@ -9,6 +9,7 @@ import { SessionStore } from './session.store';
  *
  * ```ts
  * const store = createSessionStore('memcached://127.0.0.1:11212', { ttl: 3600 });
+ * // TLS: createSessionStore('memcacheds://cache.internal:11212', { tls: { ca: readFileSync(caFile) } })
  * app.use(session({ store, secret, resave: false, saveUninitialized: false }));
  * // on shutdown: await store.close();
  * ```
@@ -21,6 +22,7 @@ export function createSessionStore(url: string, options: SessionStoreOptions = {
     keepAlive: options.keepAlive,
     replicas: options.replicas,
     retryDelay: options.retryDelay,
+    tls: options.tls,
     logger,
   });
   return new SessionStore(client, options, logger, true);

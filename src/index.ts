@@ -39,6 +39,8 @@ export type {
   ReplicaResult,
 } from './memcached/session-cache.client';
 export { parseSessionCacheUrl, redactUrl, MemcachedCredentials } from './memcached/url';
+export { MemcachedTls } from './memcached/tls';
+export type { SessionCacheTlsOptions } from './memcached/tls';
 export type {
   MemcachedServerAddress,
   ParsedSessionCacheUrl,
@@ -53,6 +55,7 @@ export {
   SessionCacheConfigError,
   SessionCacheUnavailableError,
   SessionCacheAuthError,
+  SessionCacheTlsError,
   SessionTooLargeError,
 } from './session-cache.errors';
 export type * from './interfaces/session-cache-options.interface';

@@ -17,7 +17,11 @@ import {
   getSessionCacheToken,
   SESSION_CACHE_NAME,
 } from './session-cache.constants';
-import { SessionCacheAuthError, SessionCacheConfigError } from './session-cache.errors';
+import {
+  SessionCacheAuthError,
+  SessionCacheConfigError,
+  SessionCacheTlsError,
+} from './session-cache.errors';
 import {
   createAsyncOptionsProviders,
   createOptionsProvider,
@@ -28,10 +32,12 @@ import {
 
 /**
  * Owns the session memcached client of one connection: builds it, checks at start-up that it can be
- * reached (a warning, not a failure: sessions work as soon as memcached answers) and that every
+ * reached (a warning, not a failure: sessions work as soon as memcached answers), that every
  * server that answers accepts our SASL login (a {@link SessionCacheAuthError} that fails start-up:
- * wrong credentials do not fix themselves), and closes it on application shutdown. Not exported from
- * the package; use {@link SessionCacheModule}.
+ * wrong credentials do not fix themselves) and that TLS works with it (a {@link SessionCacheTlsError}
+ * that fails start-up: untrusted or misnamed certificates, a refused client certificate, TLS on one
+ * side only), and closes it on application shutdown. Not exported from the package; use
+ * {@link SessionCacheModule}.
  */
 @Module({})
 export class SessionCacheCoreModule
@@ -97,10 +103,26 @@ export class SessionCacheCoreModule
   async onApplicationBootstrap(): Promise<void> {
     const client = this.client;
     const results = await settleEach(client.nodes, (node) => node.stats());
-    const refused: SessionCacheAuthError[] = [];
-    for (const r of results) {
-      if (!r.ok && r.error instanceof SessionCacheAuthError) {
-        refused.push(r.error);
+    // A plaintext node whose server reset the connection may be a TLS port: ask it (in parallel).
+    const mismatches = await Promise.all(
+      results.map((r) => (r.ok ? undefined : r.node.tlsMismatch(r.error))),
+    );
+    const fatal: (SessionCacheAuthError | SessionCacheTlsError)[] = [];
+    if (client.tls && !client.tls.verifies) {
+      logger.warn(
+        'TLS to the session memcached does not verify its certificates (tls.rejectUnauthorized: ' +
+          'false): anyone on the network path can pose as the server and read the sessions. ' +
+          'Give its CA in tls.ca instead.',
+      );
+    }
+    for (const [i, r] of results.entries()) {
+      if (
+        !r.ok &&
+        (r.error instanceof SessionCacheAuthError || r.error instanceof SessionCacheTlsError)
+      ) {
+        fatal.push(r.error);
+      } else if (!r.ok && mismatches[i]) {
+        fatal.push(mismatches[i]);
       } else if (!r.ok) {
         logger.warn(
           `Session memcached ${r.node.name} is not reachable at start-up (${errorMessage(r.error)}). ` +
@@ -116,10 +138,10 @@ export class SessionCacheCoreModule
         );
       }
     }
-    if (refused.length > 0) {
-      for (const err of refused.slice(1)) logger.error(err.message);
+    if (fatal.length > 0) {
+      for (const err of fatal.slice(1)) logger.error(err.message);
       await client.close();
-      throw refused[0];
+      throw fatal[0];
     }
   }
 

@@ -4,6 +4,16 @@
  * session id, a secret or a password.
  */
 
+import { types } from 'node:util';
+
+/**
+ * Whether `err` is an Error, also one made in another realm (Node's own socket and TLS errors, seen
+ * from code that runs in a `vm` context such as Jest's, fail `instanceof Error`).
+ */
+export function isError(err: unknown): err is Error {
+  return err instanceof Error || types.isNativeError(err);
+}
+
 /** Base class of every error this library raises. */
 export class SessionCacheError extends Error {
   override name = 'SessionCacheError';
@@ -73,6 +83,27 @@ export class SessionCacheAuthError extends SessionCacheError {
             'mechanism (mech_list in its SASL configuration).',
       options,
     );
+  }
+}
+
+/**
+ * TLS to a session memcached failed for a reason its configuration causes: its certificate is not
+ * trusted (unknown CA, self-signed, expired) or not valid for the name we connect to, it refused our
+ * client certificate (or the lack of one), or one side speaks TLS and the other does not. The message
+ * names the server and the reason, never a key or a password. Thrown at application start-up (the
+ * app does not start); met later (e.g. after a certificate expired) the node is marked down and
+ * probed like an unreachable one, and requests that need it get HTTP 503.
+ */
+export class SessionCacheTlsError extends SessionCacheError {
+  override name = 'SessionCacheTlsError';
+  constructor(
+    /** `host:port` of the server. */
+    readonly server: string,
+    /** What failed and what to do, e.g. "its certificate is not trusted (…). Give …". */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`TLS to session memcached ${server} failed: ${reason}`, options);
   }
 }
 

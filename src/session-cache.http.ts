@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import {
   SessionCacheAuthError,
   SessionCacheError,
+  SessionCacheTlsError,
   SessionCacheUnavailableError,
   SessionTooLargeError,
 } from './session-cache.errors';
@@ -18,7 +19,11 @@ export const SESSION_HTTP_CONTEXT = 'nestjs-session-cache:http-context';
 
 /** True for errors that mean "the session memcached cannot be used right now". */
 export function isUnavailable(err: unknown): boolean {
-  return err instanceof SessionCacheUnavailableError || err instanceof SessionCacheAuthError;
+  return (
+    err instanceof SessionCacheUnavailableError ||
+    err instanceof SessionCacheAuthError ||
+    err instanceof SessionCacheTlsError
+  );
 }
 
 /**

@@ -6,6 +6,7 @@ import type {
   SessionCacheSessionOptions,
 } from './interfaces/session-cache-options.interface';
 import { SessionCache } from './memcached/session-cache.client';
+import { MemcachedTls } from './memcached/tls';
 import { MemcachedCredentials, parseSessionCacheUrl, ParsedSessionCacheUrl } from './memcached/url';
 import {
   DEFAULT_SESSION_CACHE_NAME,
@@ -19,10 +20,12 @@ import { SessionStore } from './session.store';
 /** Module options after validation, with defaults applied and the URL parsed. */
 export interface ResolvedSessionCacheOptions extends Omit<
   SessionCacheModuleOptions,
-  'url' | 'session'
+  'url' | 'session' | 'tls'
 > {
   readonly name: string;
   readonly url: ParsedSessionCacheUrl;
+  /** TLS settings (from `memcacheds://` or the `tls` option), or undefined for plaintext. */
+  readonly tls: MemcachedTls | undefined;
   readonly session: SessionCacheSessionOptions;
   readonly onUnavailable: 'lazy' | 'fail' | 'proceed';
   readonly installMiddleware: boolean;
@@ -119,9 +122,11 @@ export function resolveSessionCacheOptions(
     );
   }
   const parsed = parseSessionCacheUrl(url);
-  // Fail at definition time, before anything connects: broken keys, half credentials.
+  // Fail at definition time, before anything connects: broken keys, half credentials, unreadable
+  // TLS certificates.
   if (rest.encryptionKeys !== undefined) new SessionCipher(rest.encryptionKeys);
   resolveCredentials(rest, parsed.credentials);
+  const tls = MemcachedTls.resolve(parsed.tls, rest.tls);
   if (rest.userId !== undefined && typeof rest.userId !== 'function') {
     throw new SessionCacheConfigError(
       'userId must be a function that returns the user id of a session, e.g. (s) => s.userId.',
@@ -131,6 +136,7 @@ export function resolveSessionCacheOptions(
     ...rest,
     name,
     url: parsed,
+    tls,
     timeout: rest.timeout ?? parsed.options.timeout,
     keepAlive: rest.keepAlive ?? parsed.options.keepAlive,
     replicas: rest.replicas ?? parsed.options.replicas,
@@ -210,6 +216,7 @@ export function createSessionCacheProviders(name: string): Provider[] {
           replicas: options.replicas,
           retryDelay: options.retryDelay,
           credentials: resolveCredentials(options, options.url.credentials),
+          tls: options.tls,
           logger,
         }),
       inject: [optionsToken],

@@ -6,6 +6,7 @@ import type {
   Type,
 } from '@nestjs/common';
 import type { SessionData, SessionOptions } from 'express-session';
+import type { MemcachedTls, SessionCacheTlsOptions } from '../memcached/tls';
 import type { SessionSerializer } from '../session.serializer';
 
 /** express-session's options, minus `store` (this library provides it) and with `secret` required. */
@@ -79,6 +80,14 @@ export interface SessionStoreOptions {
   /** SASL password; overrides the URL's. Never logged. */
   password?: string;
   /**
+   * TLS to every memcached server: `true` (certificates checked against Node's default CAs) or
+   * Node's `tls.connect` options (`ca`, `cert` + `key` for a client certificate, `servername`,
+   * `rejectUnauthorized`, `minVersion`…). A `memcacheds://` URL turns it on too; `false` with such
+   * a URL is an error. Certificates are verified unless `rejectUnauthorized: false`. Default:
+   * plaintext (memcached://).
+   */
+  tls?: boolean | SessionCacheTlsOptions | MemcachedTls;
+  /**
    * Copies of every session, on distinct memcached nodes (also `?replicas=` in the URL). With 2,
    * losing any one node loses no session. Default 1.
    */
@@ -131,7 +140,7 @@ export interface SessionCacheOptions extends SessionStoreOptions {
 
 /** What a `forRootAsync` factory returns: the URL plus the options. */
 export interface SessionCacheModuleOptions extends Omit<SessionCacheOptions, 'name' | 'isGlobal'> {
-  /** `memcached://[user:password@]host[:port][,host[:port]...][?option=value...]` */
+  /** `memcached[s]://[user:password@]host[:port][,host[:port]...][?option=value...]` */
   url: string;
 }
 

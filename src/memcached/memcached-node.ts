@@ -1,10 +1,16 @@
 import { Client, Server, Utils } from 'memjs';
+import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import {
+  isError,
   SessionCacheAuthError,
   SessionCacheError,
+  SessionCacheTlsError,
   SessionCacheUnavailableError,
 } from '../session-cache.errors';
 import { toMemcachedExpiry } from './expiry';
+import { describeTlsFailure, speaksTls } from './tls';
+import type { MemcachedTls } from './tls';
 import type { MemcachedCredentials } from './url';
 
 /** A place for the client's own messages (Nest's `Logger` fits). */
@@ -32,6 +38,8 @@ export interface MemcachedNodeOptions {
   /** Longest pause between SASL login retries of a node that keeps refusing it, in milliseconds. */
   maxRetryDelay: number;
   credentials?: MemcachedCredentials;
+  /** Connect over TLS with these settings (else plaintext TCP). */
+  tls?: MemcachedTls;
   logger?: SessionCacheLogger;
   /** Called when the node is marked down (with the reason) or answers again. */
   onStateChange?: (node: MemcachedNode, up: boolean, detail: string, downtimeMs: number) => void;
@@ -83,6 +91,10 @@ interface Deadline {
  * {@link AUTH_MIN_RETRY_MS}, doubling while it keeps failing) calls to the node reject at once with
  * that error, without network; then one call tries to log in again. `stats()` (start-up and health
  * probes) always asks the server and neither logs nor starts that pause.
+ *
+ * With `tls`, the connection is TLS (see {@link connectOverTls}); a TLS failure that configuration
+ * causes (untrusted certificate, wrong name, client certificate refused, plaintext port) rejects
+ * with a {@link SessionCacheTlsError} and otherwise counts as an outage (marked down, probed).
  */
 export class MemcachedNode {
   readonly #client: Client;
@@ -102,12 +114,14 @@ export class MemcachedNode {
   #authRetryAt = 0;
   #authDelay = AUTH_MIN_RETRY_MS;
   #authProbing = false;
+  /** With TLS: whether the current connection is still in its TLS handshake. */
+  readonly #handshaking?: () => boolean;
 
   constructor(
     /** `host:port` (IPv6 hosts in brackets). */
     readonly name: string,
-    host: string,
-    port: number,
+    readonly host: string,
+    readonly port: number,
     options: MemcachedNodeOptions,
   ) {
     this.#options = options;
@@ -129,6 +143,8 @@ export class MemcachedNode {
     login.password = options.credentials?.password;
     forgetUnsentOnError(server);
     coalesceWrites(server);
+    if (options.tls)
+      this.#handshaking = connectOverTls(server, options.tls.connectOptions(host, port));
     this.#client = new Client([server], {
       // memjs counts attempts here (1 = no retry); a retry would not fit the time budget.
       retries: 1,
@@ -149,6 +165,11 @@ export class MemcachedNode {
   /** The SASL user name this node logs in with, or undefined when it has no credentials. */
   get username(): string | undefined {
     return this.#options.credentials?.username;
+  }
+
+  /** Whether this node connects over TLS. */
+  get tls(): boolean {
+    return this.#options.tls !== undefined;
   }
 
   /** False while the node is marked down (calls to it fail at once until the next retry). */
@@ -319,7 +340,9 @@ export class MemcachedNode {
         at: performance.now() + this.#options.timeout,
         settled: false,
         expire: () => {
-          const detail = `no answer within ${this.#options.timeout} ms`;
+          const detail =
+            `no answer within ${this.#options.timeout} ms` +
+            (this.#handshaking?.() ? ' (the TLS handshake did not finish)' : '');
           finish(new Error(detail));
           // Drop the connection: memjs fails every request still queued on it, so a hung server
           // cannot stall the calls that come after this one.
@@ -341,9 +364,18 @@ export class MemcachedNode {
         if (wrapped instanceof SessionCacheAuthError) {
           this.#markUp(); // the server answered
           if (!ignoreBreaker) this.#authRefused(wrapped, authProbe);
-        } else if (wrapped instanceof SessionCacheUnavailableError) {
-          this.#options.onFailure?.(this, operation, describe(err));
-          this.#markDown(describe(err));
+        } else if (
+          wrapped instanceof SessionCacheUnavailableError ||
+          wrapped instanceof SessionCacheTlsError
+        ) {
+          // A TLS failure is not an answer: the node is down for us until a probe gets through
+          // (e.g. once the server has a renewed certificate).
+          const detail =
+            wrapped instanceof SessionCacheTlsError
+              ? wrapped.reason.replace(/\.$/, '')
+              : describe(err);
+          this.#options.onFailure?.(this, operation, detail);
+          this.#markDown(detail);
         } else this.#markUp(); // a refusal is an answer: the server is there
         reject(wrapped);
       };
@@ -466,6 +498,24 @@ export class MemcachedNode {
     this.#options.logger?.warn(`Session memcached ${this.name} accepted the SASL login again.`);
   }
 
+  /**
+   * For start-up: when a call to a plaintext node failed because the server reset the connection,
+   * whether that server speaks TLS (one handshake within the time budget), as memcached -Z does to
+   * a plaintext request. Returns the error that says so, or undefined.
+   */
+  async tlsMismatch(err: unknown): Promise<SessionCacheTlsError | undefined> {
+    if (this.#options.tls || !(err instanceof SessionCacheUnavailableError)) return undefined;
+    const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code !== 'ECONNRESET' && code !== 'EPIPE') return undefined;
+    if (!(await speaksTls(this.host, this.port, this.#options.timeout))) return undefined;
+    return new SessionCacheTlsError(
+      this.name,
+      'it speaks TLS, but the URL is memcached:// (plaintext). Use memcacheds:// (or the `tls` ' +
+        'option), with `tls.ca` for a certificate of your own CA.',
+      { cause: err },
+    );
+  }
+
   #wrap(operation: string, err: unknown): Error {
     if (err instanceof SessionCacheError) return err;
     // memjs reports a refused SASL login (wrong user or password, or no credentials for a server
@@ -473,6 +523,8 @@ export class MemcachedNode {
     if (/authentication (failed|error)/i.test(messageOf(err))) {
       return new SessionCacheAuthError(this.name, this.username, { cause: err });
     }
+    const tlsFailure = this.#options.tls ? describeTlsFailure(err) : undefined;
+    if (tlsFailure) return new SessionCacheTlsError(this.name, tlsFailure, { cause: err });
     const detail = describe(err);
     // memjs reports a refused command (e.g. "Value too large") as an Error whose message starts
     // with "MemJS <OP>:"; connection problems are socket errors or plain strings.
@@ -490,11 +542,11 @@ export class MemcachedNode {
 
 function messageOf(err: unknown): string {
   if (typeof err === 'string') return err;
-  return err instanceof Error && typeof err.message === 'string' ? err.message : '';
+  return isError(err) && typeof err.message === 'string' ? err.message : '';
 }
 
 export function describe(err: unknown): string {
-  if (err instanceof Error) {
+  if (isError(err)) {
     const code = (err as NodeJS.ErrnoException).code;
     return (err.message || code || err.name || 'unknown error').replace(/\.$/, '');
   }
@@ -546,4 +598,87 @@ function forgetUnsentOnError(server: Server): void {
     memjs.removeAllListeners('authenticated');
     error(err);
   };
+}
+
+/** The parts of memjs's Server (1.3.2, lib/memjs/server.js) that {@link connectOverTls} drives. */
+interface MemjsServerInternals {
+  username?: string;
+  password?: string;
+  options: { conntimeout: number; keepAlive: boolean; keepAliveDelay: number };
+  _socket?: TLSSocket;
+  connected: boolean;
+  timeoutSet: boolean;
+  connectCallbacks: Array<(socket: TLSSocket) => void>;
+  sock(sasl: boolean, go: (socket: TLSSocket) => void): void;
+  onConnect(go: (socket: TLSSocket) => void): void;
+  responseHandler(data: Buffer): void;
+  listSasl(): void;
+  error(err: Error): void;
+  emit(event: 'authenticated'): boolean;
+  once(event: 'authenticated', listener: () => void): unknown;
+}
+
+/**
+ * TLS for memjs, which has none (memjs issue #169). memjs opens its connection in one place,
+ * `Server.prototype.sock(sasl, go)`: when there is no `_socket` it calls `net.connect(port, host,
+ * onConnect)`, and `onConnect` feeds 'data' to `responseHandler`, starts the SASL login
+ * (`listSasl`) or emits 'authenticated' at once, and on 'authenticated' marks the server
+ * `connected` and runs `go` and the queued `connectCallbacks`; while connecting, requests queue
+ * with `onConnect(go)` (SASL writes go straight out), and once connected `go(_socket)` runs at once.
+ * This replaces that method, for this server only, with the same steps over `tls.connect`, where
+ * `onConnect` waits for 'secureConnect' (handshake done, certificate and name verified).
+ * Everything else is memjs's own: `write` and its request timeouts, `error` (fails the waiting
+ * calls and destroys `_socket`), `close`. Our deadline (which calls `error`), `close()` (which
+ * destroys `_socket`) and {@link coalesceWrites} (which corks `_socket`) work on the TLS socket as
+ * on a TCP one. Two deliberate differences from memjs's copy: a socket that closes clears
+ * `_socket` only if it is still the current one (memjs clears whatever socket is current, which
+ * can orphan a newer connection), and a connection timeout destroys the socket instead of ending
+ * it politely. Returns whether the current connection is still in its TLS handshake.
+ */
+function connectOverTls(server: Server, options: ConnectionOptions): () => boolean {
+  const memjs = server as unknown as MemjsServerInternals;
+  let handshaking: TLSSocket | null = null;
+  memjs.sock = (sasl, go) => {
+    const current = memjs._socket;
+    if (current) {
+      if (!memjs.connected && !sasl) memjs.onConnect(go);
+      else go(current);
+      return;
+    }
+    memjs.connected = false;
+    const socket = tlsConnect(options, () => {
+      handshaking = null;
+      memjs.once('authenticated', () => {
+        if (memjs._socket !== socket) return;
+        memjs.connected = true;
+        socket.setTimeout(0);
+        memjs.timeoutSet = false;
+        go(socket);
+        const queued = memjs.connectCallbacks;
+        memjs.connectCallbacks = [];
+        for (const cb of queued) cb(socket);
+      });
+      socket.on('data', (data: Buffer) => memjs.responseHandler(data));
+      if (memjs.username && memjs.password) memjs.listSasl();
+      else memjs.emit('authenticated');
+    });
+    handshaking = socket;
+    memjs._socket = socket;
+    socket.on('error', (err) => memjs.error(err));
+    socket.on('close', () => {
+      if (handshaking === socket) handshaking = null;
+      if (memjs._socket !== socket) return;
+      memjs.connected = false;
+      memjs.timeoutSet = false;
+      memjs._socket = undefined;
+    });
+    memjs.timeoutSet = true;
+    socket.setTimeout(memjs.options.conntimeout * 1000, () => {
+      memjs.timeoutSet = false;
+      if (memjs.connected || memjs._socket !== socket) return;
+      memjs.error(new Error('socket timed out connecting to server.'));
+    });
+    socket.setKeepAlive(memjs.options.keepAlive, memjs.options.keepAliveDelay * 1000);
+  };
+  return () => handshaking !== null && handshaking === memjs._socket;
 }

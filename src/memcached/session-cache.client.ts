@@ -3,6 +3,8 @@ import { SessionCacheConfigError, SessionCacheError } from '../session-cache.err
 import { AUTH_MIN_RETRY_MS, MemcachedNode, SessionCacheLogger } from './memcached-node';
 import { MIN_RETRY_DELAY_MS } from './url';
 import { SessionCacheRing } from './ring';
+import { MemcachedTls } from './tls';
+import type { SessionCacheTlsOptions } from './tls';
 import {
   formatServer,
   MemcachedCredentials,
@@ -28,6 +30,12 @@ export interface SessionCacheClientOptions {
   retryDelay?: number;
   /** SASL credentials (they may also come from the URL). */
   credentials?: MemcachedCredentials;
+  /**
+   * TLS to every server: `true` (certificates checked against Node's default CAs) or Node's
+   * `tls.connect` options (`ca`, `cert`, `key`, `servername`, `rejectUnauthorized`, `minVersion`…).
+   * A `memcacheds://` URL turns it on too. Default: plaintext.
+   */
+  tls?: boolean | SessionCacheTlsOptions | MemcachedTls;
   /** Where memjs's and the client's own messages go. */
   logger?: SessionCacheLogger;
 }
@@ -104,6 +112,8 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
   readonly replicas: number;
   /** One entry per server, in the order of `servers`. */
   readonly nodes: readonly MemcachedNode[];
+  /** The TLS settings of every connection, or undefined for plaintext. */
+  readonly tls: MemcachedTls | undefined;
   readonly #ring: SessionCacheRing;
   readonly #logger?: SessionCacheLogger;
   #closed = false;
@@ -133,8 +143,10 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
           `>= ${MIN_RETRY_DELAY_MS}, got ${retryDelay}.`,
       );
     }
+    const tls = MemcachedTls.resolve(false, options.tls);
     this.timeout = timeout;
     this.replicas = replicas;
+    this.tls = tls;
     this.servers = servers.map(formatServer);
     this.#logger = options.logger;
     this.#ring = new SessionCacheRing(this.servers);
@@ -146,6 +158,7 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
           retryDelay,
           maxRetryDelay: Math.max(retryDelay * 16, 16 * AUTH_MIN_RETRY_MS),
           credentials: options.credentials,
+          tls,
           logger: options.logger,
           onStateChange: (node, up, detail, downtimeMs) =>
             this.#onStateChange(node, up, detail, downtimeMs),
@@ -158,8 +171,8 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
   }
 
   /**
-   * Builds a client from a `memcached://` URL (see the README for the format). Options given here
-   * win over the URL's; options left undefined keep the URL's.
+   * Builds a client from a `memcached://` or `memcacheds://` (TLS) URL (see the README for the
+   * format). Options given here win over the URL's; options left undefined keep the URL's.
    */
   static fromUrl(url: string, options: SessionCacheClientOptions = {}): SessionCache {
     const parsed = parseSessionCacheUrl(url);
@@ -170,6 +183,7 @@ export class SessionCache extends EventEmitter<SessionCacheEvents> {
       replicas: options.replicas ?? parsed.options.replicas,
       retryDelay: options.retryDelay ?? parsed.options.retryDelay,
       credentials: options.credentials ?? parsed.credentials,
+      tls: MemcachedTls.resolve(parsed.tls, options.tls),
     });
   }
 
