@@ -11,10 +11,10 @@
 //
 // Every (variant, path) pair is measured for `--duration` seconds per round; rounds alternate the
 // order (round 1: A.read A.write B.read …, round 2: … B.read A.write A.read). The report gives
-// medians over rounds, each compared with the same app's variant without sessions, and the
-// memcached (or redis) commands per request from the servers' own counters. A variant fails on
-// any error, timeout or non-2xx answer, a server that did not start or died, or a write that did
-// not persist; the run then exits with status 1.
+// medians over rounds, each compared with the same app's variant without sessions, the memcached
+// (or redis) commands per request from the servers' own counters, and a few ratios between
+// variants. A variant fails on any error, timeout or non-2xx answer, a server that did not start
+// or died, or a write that did not persist; the run then exits with status 1.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -312,7 +312,61 @@ function summarize(variants, samples) {
   return rows;
 }
 
-function markdown(opts, env, rows, variants) {
+/**
+ * Ratios between variants for issue 10's targets, from the rows' medians (req/s; for `p99`, the
+ * p99 latencies). A ratio is only computed when both variants ran without failing.
+ */
+const RATIOS = [
+  {
+    a: 'nest-lib-1',
+    b: 'nest-lib-hand',
+    what: 'Nest module / Nest by hand',
+    paths: ['read', 'write'],
+  },
+  {
+    a: 'nest-lib-1',
+    b: 'nest-connect-redis',
+    what: 'Nest module / Nest connect-redis',
+    paths: ['read', 'write'],
+  },
+  { a: 'nest-lib-1', b: 'nest-memory', what: 'Nest module / Nest MemoryStore', paths: ['read'] },
+  {
+    a: 'lib-1',
+    b: 'memory',
+    what: 'Express lib-1 / Express MemoryStore',
+    paths: ['read', 'write'],
+  },
+  { a: 'nest-lib-3r2', b: 'nest-lib-1', what: 'Nest module 3 nodes ×2 / 1 node', paths: ['read'] },
+  {
+    a: 'nest-lib-1',
+    b: 'nest-connect-redis',
+    what: 'Nest module / Nest connect-redis',
+    paths: ['read', 'write'],
+    metric: 'p99',
+  },
+];
+
+function ratios(rows, variants) {
+  const status = (name) => {
+    const v = variants.find((x) => x.name === name);
+    if (!v) return 'not run';
+    if (v.skipped) return 'skipped';
+    return v.failures.length ? 'failed' : null;
+  };
+  return RATIOS.map(({ a, b, what, paths, metric = 'rps' }) => {
+    const missing = [a, b].filter(status).map((name) => `${name} ${status(name)}`);
+    const values = {};
+    for (const path of paths) {
+      const of = (name) => rows.find((r) => r.variant === name && r.path === path)?.[metric];
+      values[path] = missing.length
+        ? null
+        : { a: of(a), b: of(b), ratio: Number.isFinite(of(a) / of(b)) ? of(a) / of(b) : null };
+    }
+    return { a, b, what, metric, values, missing };
+  });
+}
+
+function markdown(opts, env, rows, variants, computed) {
   const f0 = (n) => (Number.isFinite(n) ? n.toFixed(0) : '–');
   const f2 = (n) => (Number.isFinite(n) ? n.toFixed(2) : '–');
   const ms = (n) => (Number.isFinite(n) ? String(Number(n.toFixed(1))) : '–');
@@ -357,6 +411,25 @@ function markdown(opts, env, rows, variants) {
       'cmds/req: commands counted by the store servers (memcached `stats`: every cmd_* plus ' +
       "delete/incr/decr hits and misses, summed over all of the variant's nodes; redis: " +
       '`INFO commandstats` calls) during the measurements, divided by the responses.',
+  );
+  lines.push('', '## Ratios', '', '| ratio | metric | read | write |', '|---|---|---:|---:|');
+  for (const r of computed) {
+    const cell = (path) => {
+      if (!(path in r.values)) return '';
+      const v = r.values[path];
+      if (!v || v.ratio === null) return '–';
+      return r.metric === 'p99' ? `${f2(v.ratio)} (${ms(v.a)} / ${ms(v.b)} ms)` : f2(v.ratio);
+    };
+    const missing = r.missing.length ? ` (not computed: ${r.missing.join(', ')})` : '';
+    lines.push(
+      `| ${r.what}: ${r.a} / ${r.b}${missing} | ${r.metric === 'p99' ? 'p99 latency' : 'req/s'} | ` +
+        `${cell('read')} | ${cell('write')} |`,
+    );
+  }
+  lines.push(
+    '',
+    'Medians of the table above divided by each other; above 1 means more req/s (for p99: ' +
+      'slower) for the first variant. Computed only when both variants ran without failing.',
   );
   const notes = variants.flatMap((v) => [
     ...(v.skipped ? [`- ${v.name} skipped: ${v.skipped}.`] : []),
@@ -407,7 +480,8 @@ async function main() {
     }
 
     const rows = summarize(variants, samples);
-    const report = markdown(opts, env, rows, variants);
+    const computed = ratios(rows, variants);
+    const report = markdown(opts, env, rows, variants, computed);
     const dir = join(root, 'bench-results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `${opts.out}.md`), report);
@@ -418,6 +492,7 @@ async function main() {
           options: opts,
           environment: env,
           rows,
+          ratios: computed,
           samples,
           variants: variants.map((v) => ({
             name: v.name,
