@@ -110,7 +110,11 @@ async function main() {
   if (BY_MODULE.includes(variant)) {
     const options = sessionOptions();
     delete options.store; // the module provides it
-    imports.push(library().SessionCacheModule.forRoot(storeUrl, { ttl: 3600, session: options }));
+    // BENCH_MODULE_OPTIONS (JSON): extra module options, for experiments (e.g. saveBeforeResponse).
+    const extra = JSON.parse(process.env.BENCH_MODULE_OPTIONS ?? '{}');
+    imports.push(
+      library().SessionCacheModule.forRoot(storeUrl, { ttl: 3600, ...extra, session: options }),
+    );
   }
   class AppModule {}
   Module({

@@ -59,6 +59,12 @@ interface SessionState {
   user?: string;
   /** Written in the current request: its TTL is fresh, the closing touch is redundant. */
   justSaved: boolean;
+  /** The serializer's bytes as loaded (text for the default JSON serializer): what an unchanged
+   * session serializes to again (see {@link SessionStore.sessionChanged}). */
+  loaded?: string | Buffer;
+  /** The serialization {@link SessionStore.sessionChanged} made of a changed session, kept for the
+   * save that follows at once (so the session is serialized once, not twice). */
+  serialized?: string | Buffer;
 }
 
 /**
@@ -243,8 +249,33 @@ export class SessionStore extends Store {
       stamp: loaded?.stamp,
       user: this.#userId ? this.#userOf(session) : undefined,
       justSaved: false,
+      loaded: loaded.loaded,
     });
     return created;
+  }
+
+  /**
+   * Whether `session` (an express-session `Session`) differs from what this store loaded for it:
+   * its serialization, cookie included, compared with the bytes that were loaded; a session that
+   * was not loaded (new, or regenerated) has changed once it holds anything besides its cookie.
+   * A changed loaded session's serialization is kept for the save that follows, so it is made
+   * once. Used by the module's save-before-response; cheaper than a snapshot before the handler.
+   */
+  sessionChanged(session: SessionData & { id?: string }): boolean {
+    const state =
+      typeof session.id === 'string' ? this.#stateOf(session, this.key(session.id)) : undefined;
+    if (state?.loaded === undefined) {
+      for (const field in session) if (field !== 'cookie') return true;
+      return false;
+    }
+    const serialized = this.#serializer.stringify(session);
+    const loaded = state.loaded;
+    const same =
+      typeof serialized === 'string' && typeof loaded === 'string'
+        ? serialized === loaded
+        : Buffer.from(serialized).equals(Buffer.from(loaded));
+    state.serialized = same ? undefined : serialized;
+    return !same;
   }
 
   /** What this store knows of `session` as stored under `key` (nothing when it was loaded from,
@@ -265,7 +296,10 @@ export class SessionStore extends Store {
   }
 
   /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
-  #decode(raw: Buffer, key: string): ({ session: SessionData } & Loaded) | null {
+  #decode(
+    raw: Buffer,
+    key: string,
+  ): ({ session: SessionData; loaded: string | Buffer } & Loaded) | null {
     const { version, generation, expiresAt, flags, header, payload: stored } = decodeValue(raw);
     let payload = stored;
     let reencrypt = false;
@@ -299,8 +333,14 @@ export class SessionStore extends Store {
       return null;
     }
     let data: unknown;
+    let loaded: string | Buffer = payload;
     try {
-      data = this.#serializer.parse(payload);
+      if (this.#serializer === jsonSessionSerializer) {
+        loaded = payload.toString('utf8');
+        data = JSON.parse(loaded);
+      } else {
+        data = this.#serializer.parse(payload);
+      }
     } catch (err) {
       this.#logger.warn(
         `Ignored a stored session that could not be decoded (${describeError(err)}); ` +
@@ -315,12 +355,24 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    return { session: data, version, generation, expiresAt, legacy: flags === -1, reencrypt };
+    return {
+      session: data,
+      loaded,
+      version,
+      generation,
+      expiresAt,
+      legacy: flags === -1,
+      reencrypt,
+    };
   }
 
   /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). */
-  #encode(session: SessionData, key: string, stamp: ValueStamp): Buffer {
-    const serialized = this.#serializer.stringify(session);
+  #encode(
+    session: SessionData,
+    key: string,
+    stamp: ValueStamp,
+    serialized = this.#serializer.stringify(session),
+  ): Buffer {
     if (!this.#cipher) return encodeValue(stamp, serialized);
     const header = encodeHeader(stamp, FLAG_ENCRYPTED);
     const sealed = this.#cipher.encrypt(serialized, Buffer.concat([header, Buffer.from(key)]));
@@ -503,7 +555,13 @@ export class SessionStore extends Store {
       await nodes[0].delete(key).catch(() => undefined);
       return null;
     }
-    this.#setState(found.session, { key, persisted: true, stamp: found, justSaved: false });
+    this.#setState(found.session, {
+      key,
+      persisted: true,
+      stamp: found,
+      justSaved: false,
+      loaded: found.loaded,
+    });
     return found.session;
   }
 
@@ -518,7 +576,8 @@ export class SessionStore extends Store {
     generation: number,
   ): Promise<SessionData | null> {
     const results = await settleAnswered(nodes, (node) => node.get(key));
-    let best: ({ session: SessionData; raw: Buffer } & Loaded) | null = null;
+    let best: ({ session: SessionData; raw: Buffer; loaded: string | Buffer } & Loaded) | null =
+      null;
     const copies: { node: MemcachedNode; version: number }[] = [];
     const missing: MemcachedNode[] = [];
     for (const r of results) {
@@ -552,7 +611,13 @@ export class SessionStore extends Store {
         this.#repair(c.node, 'stale', c.node.replace(key, best.raw, ttl));
       }
     }
-    this.#setState(best.session, { key, persisted: true, stamp: best, justSaved: false });
+    this.#setState(best.session, {
+      key,
+      persisted: true,
+      stamp: best,
+      justSaved: false,
+      loaded: best.loaded,
+    });
     return best.session;
   }
 
@@ -572,7 +637,10 @@ export class SessionStore extends Store {
       generation: loaded?.generation ?? (await this.#currentGeneration()),
       expiresAt: expiresAt(ttl),
     };
-    const value = this.#encode(session, key, stamp);
+    // The serialization sessionChanged() just made (no await since: the session is as it was).
+    const serialized = state?.serialized ?? this.#serializer.stringify(session);
+    if (state) state.serialized = undefined;
+    const value = this.#encode(session, key, stamp, serialized);
     if (value.length > this.maxSessionSize) {
       throw new SessionTooLargeError(value.length, this.maxSessionSize);
     }
@@ -590,7 +658,14 @@ export class SessionStore extends Store {
       this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
       return;
     }
-    this.#setState(session, { key, persisted: true, stamp, user, justSaved: true });
+    this.#setState(session, {
+      key,
+      persisted: true,
+      stamp,
+      user,
+      justSaved: true,
+      loaded: serialized,
+    });
   }
 
   /** `replace` on every replica; false when none of them still had the session. */
