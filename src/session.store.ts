@@ -1036,9 +1036,10 @@ export class SessionStore extends Store {
       return;
     }
     const grave = this.#graveKey(key);
-    const floor = this.#withSlack(this.tombstoneTtl);
+    const floor = this.#tombstoneTtl([]);
     // One round trip: each node answers the copy it held, then takes the tombstone and the delete
-    // (one connection: in that order). Only a session longer than the floor needs a second one.
+    // (one connection: in that order). Only a session given a longer TTL than `tombstoneTtl`
+    // would give (a remember-me cookie, say) needs a second one.
     const results = await this.client.onReplicas(key, async (node) => {
       const [copy] = await Promise.all([
         node.get(key),
@@ -1078,13 +1079,16 @@ export class SessionStore extends Store {
 
   /** How long a tombstone must live to outlive the session whose copies were `copies`. */
   #tombstoneTtl(copies: (Buffer | null)[]): number {
-    let seconds = 0;
+    // The longest TTL any of them was ever given (their headers record it), at least what
+    // `tombstoneTtl` gives; a copy given that TTL up to now dies by now + TTL, and memcached may
+    // drop the tombstone a second before now + its own TTL: one more second.
+    let ttl = this.#withSlack(this.tombstoneTtl);
     for (const raw of copies) {
       if (raw === null) continue;
       const { longest, expiresAt: until } = decodeValue(raw);
-      seconds = Math.max(seconds, longest, until > 0 ? until - nowSeconds() + 1 : 0);
+      ttl = Math.max(ttl, longest, until > 0 ? until - nowSeconds() + 1 : 0);
     }
-    return Math.max(this.#withSlack(this.tombstoneTtl), seconds > 0 ? this.#withSlack(seconds) : 0);
+    return ttl + CLOCK_MARGIN;
   }
 
   /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
