@@ -169,6 +169,25 @@ describe('guarantees (issue 13), one memcached', () => {
     expect(await s.getSession(id)).toMatchObject({ user: 'u' });
   });
 
+  it('4. a TOUCH that lands on a newer save never shortens what that save promised', async () => {
+    const s = store({ prefix: 'g4b:', lazyTouch: 0 });
+    const id = sid();
+    await s.setSession(id, newSession(s, id, { user: 'u' }, { maxAge: 60_000 }));
+    await pause(1100); // a while later, two requests at once:
+    const reader = (await loadSession(s, id))!; // an unmodified one, its TOUCH due
+    await request(s, id, (session) => {
+      session.cookie.maxAge = 30 * DAY * 1000; // the other ticks "remember me" and saves
+      session.remember = true;
+      return true;
+    });
+    reader.touch();
+    await storeTouch(s, id, reader); // lands after that save
+    expect(await memcached.ttl(s.key(id))).toBeGreaterThan(30 * DAY - 10);
+    // ...so a later request that trusts the saved header is right to skip its TOUCH.
+    expect(await request(s, id)).toMatchObject({ remember: true });
+    expect(await memcached.ttl(s.key(id))).toBeGreaterThan(30 * DAY - 10);
+  });
+
   it('5. a cookie change after an explicit save() is applied (remember-me)', async () => {
     const s = store({ prefix: 'g5:' });
     const id = sid();
@@ -432,6 +451,27 @@ describe('guarantees (issue 13), several memcached nodes', () => {
         await proxy.close();
       }
     });
+  });
+
+  it('migration: a value of the previous release (0xF5, clock version) is counted on from', async () => {
+    const s = storeOn(urlOf(cluster, '?replicas=2'));
+    const id = sid();
+    const key = s.key(id);
+    const old = Buffer.alloc(16);
+    old[0] = 0xf5;
+    old.writeUIntBE(Date.now() + 3_600_000, 2, 6); // written by a server whose clock ran ahead
+    old.writeUInt32BE(Math.floor(Date.now() / 1000) + 600, 12);
+    const value = Buffer.concat([old, Buffer.from(JSON.stringify({ cookie: {}, by: 'old' }))]);
+    for (const node of cluster) await node.setRaw(key, value, 600);
+    const session = (await loadSession(s, id))!;
+    expect(session.by).toBe('old');
+    session.by = 'new';
+    await storeSet(s, id, session);
+    await cluster[1].setRaw(key, value, 600); // a replica that missed the save
+    expect(await s.getSession(id)).toMatchObject({ by: 'new' });
+    await eventually(async () =>
+      expect(await cluster[1].getRaw(key)).toEqual(await cluster[0].getRaw(key)),
+    );
   });
 
   describe('8. tombstones outlive the longest session they guard', () => {
