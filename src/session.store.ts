@@ -910,9 +910,11 @@ export class SessionStore extends Store {
    * - A TOUCH (memcached's, the value is not re-sent) when the session must live longer with the
    *   same cookie lifetime; the user's index is refreshed first when it would not outlive it.
    * - A new write of the value (a new version, with the cookie as it is now) when the cookie's
-   *   lifetime changed in this request or memcached would keep the session much longer than the
-   *   cookie: a TOUCH cannot shorten a TTL without making the header lie. That write is guarded by
-   *   CAS: it never overwrites a parallel save (which then stands as it is).
+   *   lifetime changed in this request and memcached would keep the session too short or much
+   *   longer than that cookie: a TOUCH cannot shorten a TTL without making the header lie, and
+   *   TOUCHes of one version are all made for one lifetime (so a process's memory of its last
+   *   TOUCH stays true). That write is guarded by CAS: it never overwrites a parallel save (which
+   *   then stands as it is).
    */
   async touchSession(sid: string, session: SessionData): Promise<void> {
     const key = this.#keyOf(sid);
@@ -947,9 +949,14 @@ export class SessionStore extends Store {
         ? memo.expiresAt
         : 0,
     );
-    // (2 s of leeway: ceil() of two nearly equal lifetimes can differ by a second.)
-    if (known >= needed && known <= until + 2) return;
-    if (lifeOf(session) !== state.life || known > until + 2) {
+    // The cookie's lifetime changed in this request: memcached must keep the session as long as
+    // the new cookie needs, and (when it was shortened) not much longer. With the same lifetime,
+    // every TOUCH of this version is made for the same cookie, so what memcached keeps is never
+    // much longer than needed (but for app servers' clocks that disagree: that is no reason to
+    // write). (2 s of leeway: ceil() of two nearly equal lifetimes can differ by a second.)
+    const lifeChanged = lifeOf(session) !== state.life;
+    if (known >= needed && (!lifeChanged || known <= until + 2)) return;
+    if (lifeChanged) {
       await this.#rewrite(key, session, state, ttl);
       return;
     }
