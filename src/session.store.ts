@@ -268,8 +268,9 @@ export class SessionStore extends Store {
   }
 
   /** The memcached key of the index of user `userId`'s sessions (see {@link destroyUserSessions}):
-   * the index of sessions that live up to 15 days (half the index minimum); longer ones are listed
-   * under this key plus `:<class>`. */
+   * the index of sessions whose TTL is at most 2^20 s (about 12 days, the classes whose index
+   * lives the 30-day minimum); longer ones are listed under this key plus `:<class>` (class k:
+   * TTLs up to 2^k s). */
   userKey(userId: string): string {
     return this.prefix + USER_KEY_PREFIX + this.#keys.user(userId);
   }
