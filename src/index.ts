@@ -54,5 +54,6 @@ export {
   SessionCacheUnavailableError,
   SessionCacheAuthError,
   SessionTooLargeError,
+  SessionIdError,
 } from './session-cache.errors';
 export type * from './interfaces/session-cache-options.interface';
