@@ -14,49 +14,19 @@
 //   POST /write  increments the session's counter (express-session saves the modified session)
 // /read and /write answer 401 when the request has no logged-in session, so a store that loses
 // sessions shows up as non-2xx responses in the benchmark instead of as a fast wrong result.
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import express from 'express';
 import session from 'express-session';
-
-const require = createRequire(import.meta.url);
-const root = fileURLToPath(new URL('..', import.meta.url));
+import { makeStore, sessionOptions } from './stores.mjs';
 
 const variant = process.env.BENCH_VARIANT;
 const storeUrl = process.env.BENCH_STORE_URL;
-const SECRET = 'bench-secret-not-for-production';
-const MAX_AGE_MS = 60 * 60 * 1000;
-
-/** The express-session store of a variant, and how to close it. */
-async function makeStore() {
-  switch (variant) {
-    case 'memory':
-      return { store: undefined, close: async () => undefined };
-    case 'lib-1':
-    case 'lib-3r2': {
-      const { createSessionStore } = require(`${root}dist`);
-      const store = createSessionStore(storeUrl, { ttl: 3600, keySecret: SECRET });
-      return { store, close: () => store.close() };
-    }
-    case 'connect-memcached': {
-      const MemcachedStore = require('connect-memcached')(session);
-      const store = new MemcachedStore({ hosts: [storeUrl] });
-      return { store, close: async () => store.client.end() };
-    }
-    case 'connect-redis': {
-      const { RedisStore } = await import('connect-redis');
-      const { createClient } = await import('redis');
-      const client = createClient({ url: storeUrl });
-      client.on('error', (err) => console.error(`redis client: ${err.message}`));
-      await client.connect();
-      return { store: new RedisStore({ client }), close: () => client.quit() };
-    }
-    default:
-      throw new Error(
-        `unknown BENCH_VARIANT "${variant}" (none, memory, lib-1, lib-3r2, connect-memcached, connect-redis)`,
-      );
-  }
-}
+const STORES = {
+  memory: 'memory',
+  'lib-1': 'lib',
+  'lib-3r2': 'lib',
+  'connect-memcached': 'connect-memcached',
+  'connect-redis': 'connect-redis',
+};
 
 async function main() {
   const app = express();
@@ -71,18 +41,14 @@ async function main() {
     app.get('/read', (_req, res) => res.json({ user: 'u0', counter }));
     app.post('/write', (_req, res) => res.json({ counter: ++counter }));
   } else {
-    const made = await makeStore();
+    if (!STORES[variant]) {
+      throw new Error(
+        `unknown BENCH_VARIANT "${variant}" (none, ${Object.keys(STORES).join(', ')})`,
+      );
+    }
+    const made = await makeStore(STORES[variant], storeUrl);
     close = made.close;
-    app.use(
-      session({
-        store: made.store,
-        secret: SECRET,
-        resave: false,
-        saveUninitialized: false,
-        rolling: false,
-        cookie: { maxAge: MAX_AGE_MS },
-      }),
-    );
+    app.use(session(sessionOptions(made.store)));
     app.post('/login', (req, res) => {
       const user = String(req.query.user ?? 'u0');
       req.session.user = { id: user, name: `User ${user}`, roles: ['reader', 'writer'] };

@@ -1,5 +1,5 @@
 // `npm run bench:profile -- [--variant lib-1] [--path read] [--seconds 8]`: runs one variant of the
-// benchmark app under `node --cpu-prof` with the same load as bench/run.mjs (autocannon, 50
+// benchmark (any of bench/run.mjs's, Express or Nest, with its own memcached or redis-server) under `node --cpu-prof` with the same load as bench/run.mjs (autocannon, 50
 // connections over 50 sessions), then prints where the server's CPU time went: self time by
 // package (or node internals / GC) and the top functions. The .cpuprofile is kept in
 // bench-results/ for Chrome DevTools or speedscope.
@@ -8,7 +8,8 @@ import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { Cleanup, root, startMemcached } from './support.mjs';
+import { Cleanup, root } from './support.mjs';
+import { ALL_VARIANTS, APPS, startBackend, VARIANTS } from './variants.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -18,8 +19,8 @@ const { values: opts } = parseArgs({
     top: { type: 'string', default: '25' },
   },
 });
-if (!['lib-1', 'lib-3r2', 'memory', 'none'].includes(opts.variant)) {
-  throw new Error('--variant must be lib-1, lib-3r2, memory or none');
+if (!ALL_VARIANTS.includes(opts.variant)) {
+  throw new Error(`--variant must be one of ${ALL_VARIANTS.join(', ')}`);
 }
 if (!['read', 'write'].includes(opts.path)) throw new Error('--path must be read or write');
 
@@ -30,17 +31,12 @@ async function main() {
   try {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    const nodes = opts.variant.startsWith('lib')
-      ? await startMemcached(cleanup, opts.variant === 'lib-3r2' ? 3 : 1)
-      : [];
-    const url =
-      opts.variant === 'lib-3r2'
-        ? `memcached://${nodes.map((n) => n.address).join(',')}?replicas=2`
-        : nodes[0]?.url;
+    const { url, skipped } = await startBackend(cleanup, opts.variant);
+    if (skipped) throw new Error(`${opts.variant}: ${skipped}`);
     const child = cleanup.child(
       spawn(
         process.execPath,
-        ['--cpu-prof', `--cpu-prof-dir=${dir}`, join(root, 'bench', 'app.mjs')],
+        ['--cpu-prof', `--cpu-prof-dir=${dir}`, APPS[VARIANTS[opts.variant].app].script],
         {
           env: { ...process.env, BENCH_VARIANT: opts.variant, BENCH_STORE_URL: url ?? '' },
           stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,8 +1,9 @@
 // Side-by-side HTTP benchmark of session stores (issue 5). `npm run bench` (full) or
 // `npm run bench:smoke` (CI); both build dist/ first. Directly: node bench/run.mjs [options].
 //
-// Each variant of bench/app.mjs runs in its own server process, with its own memcached (or
-// redis-server). The load comes from autocannon in this process: `--connections` connections,
+// Each variant runs in its own server process, with its own memcached (or redis-server): the
+// plain Express app (bench/app.mjs) or the Nest app (bench/nest-app.mjs); bench/variants.mjs
+// lists them. The load comes from autocannon in this process: `--connections` connections,
 // each bound to one of `--sessions` sessions logged in beforehand (connection i uses session
 // i mod sessions; with the default 50/50 every connection has its own session, so writes never
 // race each other). Paths: `read` (GET /read, unchanged session: store get + touch) and `write`
@@ -10,8 +11,9 @@
 //
 // Every (variant, path) pair is measured for `--duration` seconds per round; rounds alternate the
 // order (round 1: A.read A.write B.read …, round 2: … B.read A.write A.read). The report gives
-// medians over rounds and the memcached (or redis) commands per request from the servers' own
-// counters. A variant fails on any error, timeout or non-2xx answer, a server that did not start
+// medians over rounds, each compared with the same app's variant without sessions, the memcached
+// (or redis) commands per request from the servers' own counters, and a few ratios between
+// variants. A variant fails on any error, timeout or non-2xx answer, a server that did not start
 // or died, or a write that did not persist; the run then exits with status 1.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -29,11 +31,9 @@ import {
   redisCommands,
   root,
   sleep,
-  startMemcached,
-  startRedis,
 } from './support.mjs';
+import { ALL_VARIANTS, APPS, isNone, startBackend, VARIANTS } from './variants.mjs';
 
-const ALL_VARIANTS = ['none', 'memory', 'lib-1', 'lib-3r2', 'connect-memcached', 'connect-redis'];
 const PATHS = {
   read: { method: 'GET', path: '/read' },
   write: { method: 'POST', path: '/write' },
@@ -48,6 +48,7 @@ const HELP = `usage: node bench/run.mjs [--smoke] [options]
   --connections N     autocannon connections (default 50)
   --sessions N        sessions logged in per variant, spread over the connections (default 50)
   --variants a,b,…    subset of ${ALL_VARIANTS.join(', ')}
+                      (the variant without sessions of each app used, none / nest-none, is added)
   --out NAME          report name under bench-results/ (default latest; smoke: smoke)`;
 
 function options() {
@@ -74,11 +75,13 @@ function options() {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
     return n;
   };
-  const variants = values.variants ? values.variants.split(',').map((v) => v.trim()) : ALL_VARIANTS;
-  for (const v of variants) {
+  const chosen = values.variants ? values.variants.split(',').map((v) => v.trim()) : ALL_VARIANTS;
+  for (const v of chosen) {
     if (!ALL_VARIANTS.includes(v)) throw new Error(`unknown variant "${v}"\n${HELP}`);
   }
-  if (!variants.includes('none')) variants.unshift('none'); // the ratios need the ceiling
+  // × none needs the ceiling of every app used; the report keeps the order of ALL_VARIANTS.
+  const ceilings = chosen.map((v) => APPS[VARIANTS[v].app].none);
+  const variants = ALL_VARIANTS.filter((v) => chosen.includes(v) || ceilings.includes(v));
   return {
     smoke,
     rounds: Math.round(num('rounds', smoke ? 1 : 4)),
@@ -109,10 +112,10 @@ function checkDist() {
   }
 }
 
-/** Starts bench/app.mjs for a variant and resolves once it prints `ready <port>`. */
+/** Starts the variant's app and resolves once it prints `ready <port>`. */
 async function startServer(cleanup, variant, storeUrl) {
   const child = cleanup.child(
-    spawn(process.execPath, [join(root, 'bench', 'app.mjs')], {
+    spawn(process.execPath, [APPS[variant.app].script], {
       env: { ...process.env, BENCH_VARIANT: variant.name, BENCH_STORE_URL: storeUrl ?? '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
@@ -156,30 +159,21 @@ async function startServer(cleanup, variant, storeUrl) {
 /** Starts the variant's memcached/redis and server; records a failure instead of throwing. */
 async function prepare(cleanup, variant, opts) {
   try {
-    let storeUrl;
-    if (variant.name === 'lib-1' || variant.name === 'connect-memcached') {
-      const nodes = await startMemcached(cleanup, 1);
-      variant.counter = memcachedCounter(nodes);
-      storeUrl = variant.name === 'lib-1' ? nodes[0].url : nodes[0].address;
-    } else if (variant.name === 'lib-3r2') {
-      const nodes = await startMemcached(cleanup, 3);
-      variant.counter = memcachedCounter(nodes);
-      storeUrl = `memcached://${nodes.map((n) => n.address).join(',')}?replicas=2`;
-    } else if (variant.name === 'connect-redis') {
-      const redis = await startRedis(cleanup);
-      if (!redis) {
-        variant.skipped = 'redis-server is not installed';
-        return;
-      }
+    const backend = await startBackend(cleanup, variant.name);
+    if (backend.skipped) {
+      variant.skipped = backend.skipped;
+      return;
+    }
+    if (backend.nodes) variant.counter = memcachedCounter(backend.nodes);
+    if (backend.redis) {
       const { createClient } = await import('redis');
-      const client = createClient({ url: redis.url });
+      const client = createClient({ url: backend.url });
       client.on('error', () => undefined);
       await client.connect();
       cleanup.add(() => client.quit());
       variant.counter = async () => redisCommands(await client.info('commandstats'));
-      storeUrl = redis.url;
     }
-    await startServer(cleanup, variant, storeUrl);
+    await startServer(cleanup, variant, backend.url);
     variant.cookies = await login(variant, opts.sessions);
   } catch (err) {
     fail(variant, `setup: ${err?.message ?? err}`);
@@ -193,7 +187,7 @@ function memcachedCounter(nodes) {
   };
 }
 
-/** Logs in `count` sessions; returns their `name=value` cookies (empty strings for "none"). */
+/** Logs in `count` sessions; returns their `name=value` cookies (empty strings for none). */
 async function login(variant, count) {
   const cookies = [];
   for (let i = 0; i < count; i++) {
@@ -201,7 +195,7 @@ async function login(variant, count) {
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`POST /login answered ${res.status}`);
     const cookie = res.headers.get('set-cookie')?.split(';')[0] ?? '';
-    if (variant.name !== 'none' && !cookie) throw new Error('POST /login set no session cookie');
+    if (!isNone(variant.name) && !cookie) throw new Error('POST /login set no session cookie');
     cookies.push(cookie);
   }
   return cookies;
@@ -239,7 +233,7 @@ function load(variant, pathName, seconds, connections) {
 
 /** Measures one (variant, path) pair; returns the sample or null when it failed. */
 async function measure(variant, pathName, round, opts) {
-  const checkWrite = pathName === 'write' && variant.name !== 'none';
+  const checkWrite = pathName === 'write' && !isNone(variant.name);
   const counterBefore = checkWrite ? await sessionCounter(variant) : undefined;
   const commandsBefore = variant.counter ? await variant.counter() : null;
   const result = await load(variant, pathName, opts.duration, opts.connections);
@@ -268,6 +262,7 @@ async function measure(variant, pathName, round, opts) {
   const sample = {
     round: round + 1,
     variant: variant.name,
+    app: variant.app,
     path: pathName,
     seconds: result.duration,
     requests: responses,
@@ -279,7 +274,7 @@ async function measure(variant, pathName, round, opts) {
     non2xx: result.non2xx,
   };
   log(
-    `round ${round + 1} ${variant.name.padEnd(17)} ${pathName.padEnd(5)} ` +
+    `round ${round + 1} ${variant.name.padEnd(22)} ${pathName.padEnd(5)} ` +
       `${sample.rps.toFixed(0).padStart(6)} req/s  p50 ${sample.p50} ms  p99 ${sample.p99} ms` +
       (sample.commands === null ? '' : `  ${(sample.commands / responses).toFixed(2)} cmds/req`),
   );
@@ -290,8 +285,8 @@ function summarize(variants, samples) {
   const rows = [];
   for (const path of Object.keys(PATHS)) {
     const of = (name) => samples.filter((s) => s.variant === name && s.path === path);
-    const noneRps = median(of('none').map((s) => s.rps));
     for (const variant of variants) {
+      const noneRps = median(of(APPS[variant.app].none).map((s) => s.rps));
       const own = of(variant.name);
       const rps = own.map((s) => s.rps);
       const counted = own.filter((s) => s.commands !== null);
@@ -299,6 +294,7 @@ function summarize(variants, samples) {
       const commands = counted.reduce((sum, s) => sum + s.commands, 0);
       rows.push({
         path,
+        app: variant.app,
         variant: variant.name,
         rounds: own.length,
         rps: median(rps),
@@ -308,7 +304,7 @@ function summarize(variants, samples) {
         p50: median(own.map((s) => s.p50)),
         p99: median(own.map((s) => s.p99)),
         commandsPerRequest: counted.length && requests ? commands / requests : null,
-        commandSource: variant.name === 'connect-redis' ? 'redis' : 'memcached',
+        commandSource: VARIANTS[variant.name].backend === 'redis' ? 'redis' : 'memcached',
         status: variant.skipped ? 'skipped' : variant.failures.length ? 'FAILED' : 'ok',
       });
     }
@@ -316,7 +312,61 @@ function summarize(variants, samples) {
   return rows;
 }
 
-function markdown(opts, env, rows, variants) {
+/**
+ * Ratios between variants for issue 10's targets, from the rows' medians (req/s; for `p99`, the
+ * p99 latencies). A ratio is only computed when both variants ran without failing.
+ */
+const RATIOS = [
+  {
+    a: 'nest-lib-1',
+    b: 'nest-lib-hand',
+    what: 'Nest module / Nest by hand',
+    paths: ['read', 'write'],
+  },
+  {
+    a: 'nest-lib-1',
+    b: 'nest-connect-redis',
+    what: 'Nest module / Nest connect-redis',
+    paths: ['read', 'write'],
+  },
+  { a: 'nest-lib-1', b: 'nest-memory', what: 'Nest module / Nest MemoryStore', paths: ['read'] },
+  {
+    a: 'lib-1',
+    b: 'memory',
+    what: 'Express lib-1 / Express MemoryStore',
+    paths: ['read', 'write'],
+  },
+  { a: 'nest-lib-3r2', b: 'nest-lib-1', what: 'Nest module 3 nodes ×2 / 1 node', paths: ['read'] },
+  {
+    a: 'nest-lib-1',
+    b: 'nest-connect-redis',
+    what: 'Nest module / Nest connect-redis',
+    paths: ['read', 'write'],
+    metric: 'p99',
+  },
+];
+
+function ratios(rows, variants) {
+  const status = (name) => {
+    const v = variants.find((x) => x.name === name);
+    if (!v) return 'not run';
+    if (v.skipped) return 'skipped';
+    return v.failures.length ? 'failed' : null;
+  };
+  return RATIOS.map(({ a, b, what, paths, metric = 'rps' }) => {
+    const missing = [a, b].filter(status).map((name) => `${name} ${status(name)}`);
+    const values = {};
+    for (const path of paths) {
+      const of = (name) => rows.find((r) => r.variant === name && r.path === path)?.[metric];
+      values[path] = missing.length
+        ? null
+        : { a: of(a), b: of(b), ratio: Number.isFinite(of(a) / of(b)) ? of(a) / of(b) : null };
+    }
+    return { a, b, what, metric, values, missing };
+  });
+}
+
+function markdown(opts, env, rows, variants, computed) {
   const f0 = (n) => (Number.isFinite(n) ? n.toFixed(0) : '–');
   const f2 = (n) => (Number.isFinite(n) ? n.toFixed(2) : '–');
   const ms = (n) => (Number.isFinite(n) ? String(Number(n.toFixed(1))) : '–');
@@ -335,10 +385,11 @@ function markdown(opts, env, rows, variants) {
       `order, ${opts.warmup} s warm-up. express ${env.packages.express}, express-session ` +
       `${env.packages['express-session']}, memjs ${env.packages.memjs}, connect-memcached ` +
       `${env.packages['connect-memcached']}, connect-redis ${env.packages['connect-redis']}, ` +
-      `redis ${env.packages.redis}.`,
+      `redis ${env.packages.redis}, @nestjs/core ${env.packages['@nestjs/core']}, ` +
+      `@nestjs/platform-express ${env.packages['@nestjs/platform-express']}.`,
     '',
-    '| path | variant | req/s (median) | min–max | × none | p50 ms | p99 ms | store cmds/req |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| path | app | variant | req/s (median) | min–max | × none | p50 ms | p99 ms | store cmds/req |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     const name = r.status === 'ok' ? r.variant : `${r.variant} (${r.status})`;
@@ -347,18 +398,38 @@ function markdown(opts, env, rows, variants) {
         ? '–'
         : `${f2(r.commandsPerRequest)}${r.commandSource === 'redis' ? ' (redis)' : ''}`;
     lines.push(
-      `| ${r.path} | ${name} | ${f0(r.rps)} | ${r.rounds ? `${f0(r.min)}–${f0(r.max)}` : '–'} | ${f2(r.ratio)} | ` +
+      `| ${r.path} | ${r.app} | ${name} | ${f0(r.rps)} | ${r.rounds ? `${f0(r.min)}–${f0(r.max)}` : '–'} | ${f2(r.ratio)} | ` +
         `${ms(r.p50)} | ${ms(r.p99)} | ${cmds} |`,
     );
   }
   lines.push(
     '',
-    'req/s: successful responses per second, median over rounds (min–max: slowest and fastest ' +
-      'round). × none: median req/s divided by the median of "none" (no session middleware) on ' +
-      'the same path. p50/p99: autocannon latency percentiles, median over rounds. store ' +
+    'app: express is bench/app.mjs (plain Express), nest is bench/nest-app.mjs (Nest on ' +
+      '@nestjs/platform-express). req/s: successful responses per second, median over rounds ' +
+      '(min–max: slowest and fastest round). × none: median req/s divided by the median of the ' +
+      "same app's variant without session middleware (none, nest-none) on the same path. p50/p99: autocannon latency percentiles, median over rounds. store " +
       'cmds/req: commands counted by the store servers (memcached `stats`: every cmd_* plus ' +
       "delete/incr/decr hits and misses, summed over all of the variant's nodes; redis: " +
       '`INFO commandstats` calls) during the measurements, divided by the responses.',
+  );
+  lines.push('', '## Ratios', '', '| ratio | metric | read | write |', '|---|---|---:|---:|');
+  for (const r of computed) {
+    const cell = (path) => {
+      if (!(path in r.values)) return '';
+      const v = r.values[path];
+      if (!v || v.ratio === null) return '–';
+      return r.metric === 'p99' ? `${f2(v.ratio)} (${ms(v.a)} / ${ms(v.b)} ms)` : f2(v.ratio);
+    };
+    const missing = r.missing.length ? ` (not computed: ${r.missing.join(', ')})` : '';
+    lines.push(
+      `| ${r.what}: ${r.a} / ${r.b}${missing} | ${r.metric === 'p99' ? 'p99 latency' : 'req/s'} | ` +
+        `${cell('read')} | ${cell('write')} |`,
+    );
+  }
+  lines.push(
+    '',
+    'Medians of the table above divided by each other; above 1 means more req/s (for p99: ' +
+      'slower) for the first variant. Computed only when both variants ran without failing.',
   );
   const notes = variants.flatMap((v) => [
     ...(v.skipped ? [`- ${v.name} skipped: ${v.skipped}.`] : []),
@@ -374,7 +445,12 @@ async function main() {
   try {
     checkDist();
     const env = environment();
-    const variants = opts.variants.map((name) => ({ name, failures: [], cookies: [] }));
+    const variants = opts.variants.map((name) => ({
+      name,
+      app: VARIANTS[name].app,
+      failures: [],
+      cookies: [],
+    }));
     log(
       `${opts.smoke ? 'smoke' : 'full'} run: ${opts.rounds} round(s) × ${variants.length} ` +
         `variants × 2 paths × ${opts.duration} s`,
@@ -404,7 +480,8 @@ async function main() {
     }
 
     const rows = summarize(variants, samples);
-    const report = markdown(opts, env, rows, variants);
+    const computed = ratios(rows, variants);
+    const report = markdown(opts, env, rows, variants, computed);
     const dir = join(root, 'bench-results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `${opts.out}.md`), report);
@@ -415,6 +492,7 @@ async function main() {
           options: opts,
           environment: env,
           rows,
+          ratios: computed,
           samples,
           variants: variants.map((v) => ({
             name: v.name,

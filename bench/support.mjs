@@ -222,6 +222,8 @@ export function environment() {
         'connect-memcached',
         'connect-redis',
         'redis',
+        '@nestjs/core',
+        '@nestjs/platform-express',
       ].map((name) => [name, packageVersion(name)]),
     ),
   };

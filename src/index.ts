@@ -57,5 +57,6 @@ export {
   SessionCacheAuthError,
   SessionCacheTlsError,
   SessionTooLargeError,
+  SessionIdError,
 } from './session-cache.errors';
 export type * from './interfaces/session-cache-options.interface';

@@ -125,3 +125,21 @@ export class SessionTooLargeError extends SessionCacheError {
     );
   }
 }
+
+/**
+ * With `hashKeys: false`, a session id that has the form of one of the store's own keys
+ * (`generation`, a `user:` index, or ending in `!`, a logout's tombstone) cannot be stored: it
+ * would overwrite or be mistaken for that key. Loading such an id finds no session; saving it
+ * fails with this error. Use express-session's default ids (or a `genid` that cannot produce those
+ * forms), or leave `hashKeys` on.
+ */
+export class SessionIdError extends SessionCacheError {
+  override name = 'SessionIdError';
+  constructor() {
+    super(
+      'This session id cannot be stored with `hashKeys: false`: it has the form of one of the ' +
+        "store's own keys (`generation`, a `user:` prefix, or a trailing `!`). Use ids that " +
+        "cannot take those forms (express-session's default ids never do), or leave `hashKeys` on.",
+    );
+  }
+}

@@ -1,5 +1,5 @@
 import { DynamicModule, Inject, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_FILTER, HttpAdapterHost } from '@nestjs/core';
 import type {
   SessionCacheModuleAsyncOptions,
   SessionCacheOptions,
@@ -8,9 +8,10 @@ import { DEFAULT_SESSION_CACHE_NAME, getSessionCacheOptionsToken } from './sessi
 import { SessionCacheCoreModule } from './session-cache-core.module';
 import { SESSION_HTTP_CONTEXT } from './session-cache.http';
 import { getSessionStoreToken, ResolvedSessionCacheOptions } from './session-cache.providers';
-import { SessionMiddleware } from './session.middleware';
+import { createSessionHandler, SessionMiddleware } from './session.middleware';
+import { installSaveBeforeResponse } from './save-before-response';
 import type { SessionHttpContext } from './session.middleware';
-import { SessionSaveInterceptor } from './session-save.interceptor';
+import { SessionCacheExceptionFilter } from './session-cache.filter';
 import type { SessionStore } from './session.store';
 
 /**
@@ -24,7 +25,10 @@ import type { SessionStore } from './session.store';
  */
 @Module({})
 export class SessionCacheModule implements NestModule {
-  constructor(@Inject(SESSION_HTTP_CONTEXT) private readonly context: SessionHttpContext) {}
+  constructor(
+    @Inject(SESSION_HTTP_CONTEXT) private readonly context: SessionHttpContext,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
 
   /** Connects to the session memcached at `url` (see README for the URL format and options). */
   static forRoot(url: string, options: SessionCacheOptions): DynamicModule {
@@ -60,15 +64,27 @@ export class SessionCacheModule implements NestModule {
           }),
           inject: [getSessionStoreToken(name), getSessionCacheOptionsToken(name)],
         },
-        { provide: APP_INTERCEPTOR, useClass: SessionSaveInterceptor },
+        { provide: APP_FILTER, useClass: SessionCacheExceptionFilter },
       ],
       exports: [core],
     };
   }
 
   configure(consumer: MiddlewareConsumer): void {
-    const { options } = this.context;
+    const { options, store } = this.context;
     if (!options.installMiddleware) return;
+    const adapter = this.adapterHost.httpAdapter;
+    if (options.saveBeforeResponse) installSaveBeforeResponse(adapter, store);
+    if (
+      !options.forRoutes?.length &&
+      !options.exclude?.length &&
+      options.onUnavailable !== 'fail'
+    ) {
+      // Every route, no request answered by the middleware itself: mounted on the platform
+      // directly, as `app.use(session(…))` would be, without Nest's per-request plumbing.
+      adapter.use(createSessionHandler(this.context));
+      return;
+    }
     const forRoutes = options.forRoutes?.length ? options.forRoutes : ['*'];
     const proxy = consumer.apply(SessionMiddleware);
     if (options.exclude?.length) proxy.exclude(...options.exclude);

@@ -34,6 +34,11 @@ function mapStoreError(err: unknown, res: Response, client: SessionCache): unkno
 }
 
 /**
+ * @deprecated The module no longer registers this interceptor: it saves before the response by
+ * wrapping the HTTP adapter's `reply()` (see `installSaveBeforeResponse`), and maps store errors
+ * met in handlers with a global exception filter, both without a per-request rxjs pipeline.
+ * Kept for apps that applied it themselves; it will be removed in the next major version.
+ *
  * Two jobs, for HTTP handlers:
  * - saves a modified session after the handler returns and before Nest writes the response, so a
  *   failed save turns into an HTTP error (413 or 503) instead of a 200 whose data is lost;

@@ -1,35 +1,67 @@
+import { randomInt } from 'node:crypto';
+
 /**
- * The stored form of a session: a 16-byte header, then the serializer's bytes (encrypted when
+ * The stored form of a session: a 28-byte header, then the serializer's bytes (encrypted when
  * encryption is on).
  *
- *   byte 0      0xF5 (never the first byte of UTF-8 text, so JSON written by 0.1 is told apart)
+ *   byte 0      0xF6 (never the first byte of UTF-8 text, so JSON written by 0.1 is told apart)
  *   byte 1      flags: bit 0 set = the payload is encrypted (see session-cipher.ts)
- *   bytes 2-7   version, unsigned 48-bit big-endian: a newer save has a higher version, so
- *               replicas that missed a write are recognised and repaired
- *   bytes 8-11  generation, unsigned 32-bit big-endian: the store's namespace generation when the
- *               session was created; `clear()` raises the generation, older sessions are void
- *   bytes 12-15 expires at, unsigned 32-bit big-endian Unix seconds: memcached keeps the value at
- *               least until then (the TTL of this write); touches only move it later. Lazy touch
- *               reads it to know when a TOUCH is due.
+ *   bytes 2-7   version, unsigned 48-bit big-endian: a logical counter, the loaded version's
+ *               plus one at every save (see {@link nextStamp}); never a clock
+ *   bytes 8-9   tag, unsigned 16-bit: random, breaks ties between saves of the same counter
+ *   bytes 10-13 generation, unsigned 32-bit: the store's namespace generation when the session
+ *               was created; `clear()` raises the generation, older sessions are void
+ *   bytes 14-17 expires at, unsigned 32-bit Unix seconds: memcached keeps the value at least
+ *               until then. Only ever a lower bound: a TOUCH may move it later, never earlier (a
+ *               shorter TTL is written as a new value). Lazy touch reads it to know when a TOUCH
+ *               is due.
+ *   bytes 18-21 index until, unsigned 32-bit Unix seconds (0: none): the index of the session's
+ *               user (`indexClass` names which) lives at least until then; the session is never
+ *               given a TTL past it (see `SessionStore`, logout everywhere)
+ *   byte 22     index class (0xFF: none): which of the user's indexes lists the session
+ *   byte 23     reserved (0)
+ *   bytes 24-27 longest, unsigned 32-bit seconds: the longest TTL this session was ever given (in
+ *               this version or the ones it was saved from), so a logout's tombstone outlives it
  *
- * A value without the header (written by 0.1) reads as version 0, generation 0, expiring now,
- * not encrypted.
+ * Older forms are still read: 0xF5 (16 bytes: flags, 48-bit version, generation, expires at) as
+ * version `v`, tag 0, no index, longest 0; a value without a header (written by 0.1) as version 0,
+ * generation 0, expiring now, not encrypted.
+ *
+ * **Order of versions.** A copy is newer than another when its version is higher, or equal with a
+ * higher tag, or (version and tag equal, which takes two saves from the same version drawing the
+ * same tag) when its bytes compare higher. Every reader therefore picks the same copy among any set
+ * of replicas, whatever the clocks of the servers that wrote them. An old 0xF5 version (a
+ * millisecond time, about 1.7e12) stays ordered: the next save counts on from it.
  */
-export const VALUE_MAGIC = 0xf5;
-export const VALUE_HEADER_BYTES = 16;
+export const VALUE_MAGIC = 0xf6;
+export const VALUE_HEADER_BYTES = 28;
+/** The 16-byte header of the previous release (clock-based versions), still read. */
+export const VALUE_MAGIC_V1 = 0xf5;
+export const VALUE_HEADER_BYTES_V1 = 16;
 export const FLAG_ENCRYPTED = 0x01;
+/** `indexClass` of a value that is listed in no user index. */
+export const NO_INDEX = 0xff;
 const MAX_VERSION = 2 ** 48 - 1;
 const MAX_UINT32 = 2 ** 32 - 1;
 
 /** What a value's header says about the session. */
 export interface ValueStamp {
+  /** The logical counter (see the order of versions above). */
   version: number;
+  /** Tie-break between saves of the same version (0 for older forms). */
+  tag?: number;
   generation: number;
   /** Unix seconds until which memcached keeps the value at least (0: unknown). */
   expiresAt: number;
+  /** Unix seconds until which the user index `indexClass` lives at least (0: none). */
+  indexUntil?: number;
+  /** Which user index lists the session ({@link NO_INDEX}: none). */
+  indexClass?: number;
+  /** The longest TTL in seconds the session was ever given (0: unknown). */
+  longest?: number;
 }
 
-export interface StoredValue extends ValueStamp {
+export interface StoredValue extends Required<ValueStamp> {
   /** -1 for a legacy value without a header. */
   flags: number;
   /** The header bytes (empty for a legacy value): authenticated along with encrypted payloads. */
@@ -48,8 +80,13 @@ function writeHeader(out: Buffer, stamp: ValueStamp, flags: number): void {
   out[0] = VALUE_MAGIC;
   out[1] = flags;
   out.writeUIntBE(Math.min(stamp.version, MAX_VERSION), 2, 6);
-  out.writeUInt32BE(Math.min(stamp.generation, MAX_UINT32), 8);
-  out.writeUInt32BE(Math.min(stamp.expiresAt, MAX_UINT32), 12);
+  out.writeUInt16BE(stamp.tag ?? 0, 8);
+  out.writeUInt32BE(Math.min(stamp.generation, MAX_UINT32), 10);
+  out.writeUInt32BE(Math.min(stamp.expiresAt, MAX_UINT32), 14);
+  out.writeUInt32BE(Math.min(stamp.indexUntil ?? 0, MAX_UINT32), 18);
+  out[22] = stamp.indexClass ?? NO_INDEX;
+  out[23] = 0;
+  out.writeUInt32BE(Math.min(stamp.longest ?? 0, MAX_UINT32), 24);
 }
 
 /** Frames `payload` with a header; writes a string payload straight into the buffer. */
@@ -67,24 +104,65 @@ export function decodeValue(raw: Buffer): StoredValue {
   if (raw.length >= VALUE_HEADER_BYTES && raw[0] === VALUE_MAGIC) {
     return {
       version: raw.readUIntBE(2, 6),
-      generation: raw.readUInt32BE(8),
-      expiresAt: raw.readUInt32BE(12),
+      tag: raw.readUInt16BE(8),
+      generation: raw.readUInt32BE(10),
+      expiresAt: raw.readUInt32BE(14),
+      indexUntil: raw.readUInt32BE(18),
+      indexClass: raw[22],
+      longest: raw.readUInt32BE(24),
       flags: raw[1],
       header: raw.subarray(0, VALUE_HEADER_BYTES),
       payload: raw.subarray(VALUE_HEADER_BYTES),
     };
   }
+  if (raw.length >= VALUE_HEADER_BYTES_V1 && raw[0] === VALUE_MAGIC_V1) {
+    return {
+      version: raw.readUIntBE(2, 6),
+      tag: 0,
+      generation: raw.readUInt32BE(8),
+      expiresAt: raw.readUInt32BE(12),
+      indexUntil: 0,
+      indexClass: NO_INDEX,
+      longest: 0,
+      flags: raw[1],
+      header: raw.subarray(0, VALUE_HEADER_BYTES_V1),
+      payload: raw.subarray(VALUE_HEADER_BYTES_V1),
+    };
+  }
   return {
     version: 0,
+    tag: 0,
     generation: 0,
     expiresAt: 0,
+    indexUntil: 0,
+    indexClass: NO_INDEX,
+    longest: 0,
     flags: -1,
     header: raw.subarray(0, 0),
     payload: raw,
   };
 }
 
-/** The version of the next save of a session loaded at `loaded`: newer than it, and than now. */
-export function nextVersion(loaded: number | undefined): number {
-  return Math.max((loaded ?? 0) + 1, Date.now());
+/**
+ * The version and tag of the next save of a session loaded at `loaded` (none: a new session):
+ * one more than the loaded version, whatever any clock says, and a random tag. A save made from
+ * another one is therefore always newer than it; two saves made from the same version are ordered
+ * by their tags (then by their bytes), the same way by every reader.
+ */
+export function nextStamp(loaded: { version: number } | undefined): {
+  version: number;
+  tag: number;
+} {
+  return { version: Math.min((loaded?.version ?? 0) + 1, MAX_VERSION), tag: randomInt(0x10000) };
+}
+
+/**
+ * Orders two stored copies of a session (see the order of versions above): negative when `a` is
+ * older than `b`, positive when newer, 0 only for the very same bytes.
+ */
+export function compareCopies(
+  a: { version: number; tag?: number; raw: Buffer },
+  b: { version: number; tag?: number; raw: Buffer },
+): number {
+  return a.version - b.version || (a.tag ?? 0) - (b.tag ?? 0) || Buffer.compare(a.raw, b.raw);
 }

@@ -10,6 +10,7 @@ import {
   ThrottledWarning,
   toHttpException,
 } from './session-cache.http';
+import { SessionCacheConfigError, SessionCacheError } from './session-cache.errors';
 import type { SessionStore } from './session.store';
 
 /** What the middleware and the interceptor of one connection share. */
@@ -19,8 +20,8 @@ export interface SessionHttpContext {
 }
 
 /**
- * Set on a request whose session could not be loaded under `onUnavailable: 'lazy'`: the error.
- * Its `req.session` throws a 503 on first use (see {@link deferUnavailable}).
+ * Set on a request whose session could not be loaded and is deferred (see
+ * {@link deferSessionError}): the error. Its `req.session` throws an HTTP exception on first use.
  */
 export const SESSION_UNAVAILABLE = Symbol.for('nestjs-session-cache:session-unavailable');
 
@@ -30,78 +31,124 @@ export function sessionUnavailable(req: object): unknown {
 }
 
 /**
- * express-session on the {@link SessionStore}, as a Nest middleware. Store errors become Nest
- * HTTP exceptions (503 unavailable with `Retry-After`, 413 too large) that go through the app's
- * exception filters. When memcached cannot be reached, `onUnavailable` decides: `'lazy'` (default)
- * serves the request and answers 503 only if something reads or writes `req.session`; `'fail'`
- * answers 503 at once; `'proceed'` runs the handler without `req.session`.
+ * express-session on the {@link SessionStore}, with this library's error policy, as a plain
+ * `(req, res, next)` handler. `fail(err)` receives the errors that must answer the request at once
+ * (every load error with `onUnavailable: 'fail'`); without `fail`, those are deferred like the
+ * others. Otherwise, when the session cannot be loaded:
+ * - memcached unreachable, `'lazy'` (default): the request goes on, and the first use of
+ *   `req.session` throws the 503 (see {@link deferSessionError});
+ * - memcached unreachable, `'proceed'`: the request goes on with `req.session` undefined;
+ * - any other store error (e.g. memcached refused the read): deferred like `'lazy'`, with the
+ *   error's own HTTP answer.
+ * Failures of express-session's own saves after the response was sent can only be logged.
+ */
+export function createSessionHandler(
+  context: SessionHttpContext,
+  fail?: (err: unknown, req: Request, res: Response) => void,
+): (req: Request, res: Response, next: NextFunction) => void {
+  const handler = session({ ...context.options.session, store: context.store }) as RequestHandler;
+  const { store } = context;
+  const mode = context.options.onUnavailable;
+  const unavailable = new ThrottledWarning((m) => logger.warn(m));
+  const late = new ThrottledWarning((m) => logger.warn(m));
+  return (req, res, next) => {
+    let first = true;
+    const done = (err?: unknown) => {
+      if (!first) {
+        // express-session saves or touches after the response was written and reports a
+        // failure through next() a second time: nothing can reach the client any more.
+        if (err) {
+          late.emit(
+            `A session could not be saved or refreshed after its response was sent: ${errorSummary(err)}`,
+          );
+        }
+        return;
+      }
+      first = false;
+      if (!err) {
+        next();
+      } else if (mode === 'proceed' && isUnavailable(err)) {
+        unavailable.emit(`Serving a request without its session: ${errorSummary(err)}`);
+        next();
+      } else if (fail) {
+        if (isUnavailable(err)) unavailable.emit(`Answering 503: ${errorSummary(err)}`);
+        fail(err, req, res);
+      } else if (err instanceof SessionCacheError && !(err instanceof SessionCacheConfigError)) {
+        unavailable.emit(
+          isUnavailable(err)
+            ? `Sessions are unavailable; requests that use req.session are answered 503: ${errorSummary(err)}`
+            : `A session could not be loaded; requests that use it get an error: ${errorSummary(err)}`,
+        );
+        deferSessionError(req, res, err, store);
+        next();
+      } else {
+        next(err);
+      }
+    };
+    try {
+      handler(req, res, done);
+    } catch (err) {
+      done(err);
+    }
+  };
+}
+
+/**
+ * express-session as a Nest middleware, for apps that limit it to some routes (`forRoutes`,
+ * `exclude`) or answer 503 at once (`onUnavailable: 'fail'`): errors it must answer become Nest
+ * HTTP exceptions (503 with `Retry-After`, 413) that go through the app's exception filters. With
+ * the default routes and modes the module mounts {@link createSessionHandler} on the HTTP platform
+ * itself instead (no per-request Nest middleware plumbing).
  */
 @Injectable()
 export class SessionMiddleware implements NestMiddleware {
-  readonly #handler: RequestHandler;
-  readonly #store: SessionStore;
-  readonly #mode: ResolvedSessionCacheOptions['onUnavailable'];
-  readonly #unavailable = new ThrottledWarning((m) => logger.warn(m));
-  readonly #late = new ThrottledWarning((m) => logger.warn(m));
+  readonly #handle: ReturnType<typeof createSessionHandler>;
+  /** The rejecter of the promise `use()` returned for a request (only with 'fail'). */
+  readonly #rejecters = new WeakMap<Request, (err: unknown) => void>();
 
   constructor(@Inject(SESSION_HTTP_CONTEXT) context: SessionHttpContext) {
-    this.#handler = session({ ...context.options.session, store: context.store }) as RequestHandler;
-    this.#store = context.store;
-    this.#mode = context.options.onUnavailable;
+    const { store } = context;
+    this.#handle = createSessionHandler(
+      context,
+      context.options.onUnavailable === 'fail'
+        ? (err, req, res) => {
+            setRetryAfter(res, store.client, err);
+            this.#rejecters.get(req)?.(toHttpException(err));
+          }
+        : undefined,
+    );
   }
 
+  /** Nest answers a rejected promise through the app's exception filters. */
   use(req: Request, res: Response, next: NextFunction): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let first = true;
-      const done = (err?: unknown) => {
-        if (!first) {
-          // express-session saves or touches after the response was written and reports a
-          // failure through next() a second time: nothing can reach the client any more.
-          if (err) {
-            this.#late.emit(
-              `A session could not be saved or refreshed after its response was sent: ${errorSummary(err)}`,
-            );
-          }
+      this.#rejecters.set(req, reject);
+      this.#handle(req, res, (err?: unknown) => {
+        if (err) {
+          reject(err);
           return;
         }
-        first = false;
-        if (!err) {
-          resolve();
-          next();
-        } else if (this.#mode === 'proceed' && isUnavailable(err)) {
-          this.#unavailable.emit(`Serving a request without its session: ${errorSummary(err)}`);
-          resolve();
-          next();
-        } else if (this.#mode === 'lazy' && isUnavailable(err)) {
-          this.#unavailable.emit(
-            `Sessions are unavailable; requests that use req.session are answered 503: ${errorSummary(err)}`,
-          );
-          deferUnavailable(req, res, err, this.#store);
-          resolve();
-          next();
-        } else {
-          if (isUnavailable(err)) this.#unavailable.emit(`Answering 503: ${errorSummary(err)}`);
-          setRetryAfter(res, this.#store.client, err);
-          reject(toHttpException(err));
-        }
-      };
-      try {
-        this.#handler(req, res, done);
-      } catch (err) {
-        done(err);
-      }
+        resolve();
+        next();
+      });
     });
   }
 }
 
 /**
- * Lazy unavailability: the request goes on without its session, and the first read or write of
- * `req.session` (a guard, a pipe, `@Session()`, the handler) throws a 503 `HttpException` with
- * `Retry-After`, which the app's exception filters answer. Before the response is written,
- * `req.session` becomes plain `undefined` again, so express-session's own end-of-request code
- * (which reads it) neither throws nor saves anything nor sets a cookie.
+ * Deferred session errors (lazy unavailability): the request goes on without its session, and
+ * the first read or write of `req.session` (a guard, a pipe, `@Session()`, the handler) throws
+ * the error's HTTP exception (503 with `Retry-After`), which the app's exception filters answer.
+ * Before the response is written, `req.session` becomes plain `undefined` again, so
+ * express-session's own end-of-request code (which reads it) neither throws nor saves anything
+ * nor sets a cookie.
  */
-function deferUnavailable(req: Request, res: Response, err: unknown, store: SessionStore): void {
+export function deferSessionError(
+  req: Request,
+  res: Response,
+  err: unknown,
+  store: SessionStore,
+): void {
   const settle = () => {
     Object.defineProperty(req, 'session', {
       value: undefined,

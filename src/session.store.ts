@@ -10,17 +10,26 @@ import {
   settleAnswered,
   settleEach,
 } from './memcached/session-cache.client';
+import type { ReplicaResult } from './memcached/session-cache.client';
+import type { CasValue } from './memcached/memcached-node';
 import { SessionCipher } from './session-cipher';
 import { SessionKeyHasher } from './session-keys';
 import {
+  compareCopies,
   decodeValue,
   encodeHeader,
   encodeValue,
   FLAG_ENCRYPTED,
-  nextVersion,
+  nextStamp,
+  NO_INDEX,
+  VALUE_HEADER_BYTES,
 } from './session-value';
 import type { ValueStamp } from './session-value';
-import { SessionCacheConfigError, SessionTooLargeError } from './session-cache.errors';
+import {
+  SessionCacheConfigError,
+  SessionIdError,
+  SessionTooLargeError,
+} from './session-cache.errors';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
 
 export const DEFAULT_PREFIX = 'sess:';
@@ -40,7 +49,7 @@ export interface ReadRepairEvent {
 }
 
 /** What a stored session says about itself (its header), and whether it had one. */
-interface Loaded extends ValueStamp {
+interface Loaded extends Required<ValueStamp> {
   legacy?: boolean;
   /** Decrypted with a key other than the first: rewrite it at the next touch. */
   reencrypt?: boolean;
@@ -48,18 +57,36 @@ interface Loaded extends ValueStamp {
 
 /** What a store knows of a session object (see SessionStore.#state). */
 interface SessionState {
-  /** The memcached key it was loaded from or last written to: all else here is about that key. */
+  /** The memcached key it was loaded from or last written to: all else here is about that key.
+   * Saves to that key use `replace`, so a session destroyed meanwhile stays destroyed. */
   key: string;
-  /** It exists in memcached under `key` (loaded from it, or written by this store): saves to that
-   * key use `replace`, so a session destroyed meanwhile stays destroyed. */
-  persisted: boolean;
-  /** Its header as read, or as last written. */
-  stamp?: Loaded;
+  /** Its header as read, or as last written (the index fields: as last known to this process). */
+  stamp: Loaded;
   /** Its user id as loaded or last saved (only with the `userId` option). */
   user?: string;
-  /** Written in the current request: its TTL is fresh, the closing touch is redundant. */
-  justSaved: boolean;
+  /** The cookie's `originalMaxAge` stored in that version (null: none): every TOUCH of a version
+   * is made for that lifetime; a request that changes it writes a new version (see touch). */
+  life: number | null;
+  /** Per node of `client.nodesFor(key)`: the CAS token of that version's copy there, when known. */
+  cas: (Buffer | null)[];
+  /** The serializer's bytes of that version (text for the default JSON serializer): what the
+   * session serializes to while unchanged (see {@link SessionStore.sessionChanged}). */
+  loaded?: string | Buffer;
+  /** The serialization {@link SessionStore.sessionChanged} made of a changed session, kept for the
+   * save that follows at once (so the session is serialized once, not twice). */
+  serialized?: string | Buffer;
 }
+
+/** Where a session is listed for logout everywhere: its user index (class) and until when that
+ * index is known to live. */
+/** A stored session, decoded. */
+type Decoded = { session: SessionData; loaded: string | Buffer } & Loaded;
+
+interface IndexPlace {
+  until: number;
+  cls: number;
+}
+const NOT_INDEXED: IndexPlace = { until: 0, cls: NO_INDEX };
 
 /**
  * Seconds added to every TTL the store sends: memcached's clock ticks in whole seconds, and an item
@@ -67,11 +94,20 @@ interface SessionState {
  */
 export const CLOCK_MARGIN = 1;
 
-/** Sessions whose last TOUCH this process remembers (see lazy touch). */
-const TOUCH_MEMO_SIZE = 100_000;
+/** Sessions whose last TOUCH this process remembers (see lazy touch), and user indexes whose
+ * lifetime it remembers. */
+const MEMO_SIZE = 100_000;
 
 /** The session index of a user lives at least this long (seconds), see destroyUserSessions. */
 const USER_INDEX_MIN_TTL = 30 * 86_400;
+/** Index classes: class k lists sessions whose TTL is at most 2^k s; 2^32 s is past 2106. */
+const MAX_INDEX_CLASS = 32;
+
+/** Internal keys (after the prefix): the namespace generation, user indexes, tombstones. A raw
+ * session id (`hashKeys: false`) of one of these forms is refused; a hashed one never has them. */
+const GENERATION_KEY = 'generation';
+const USER_KEY_PREFIX = 'user:';
+const GRAVE_SUFFIX = '!';
 
 type Done<T = void> = (err?: unknown, value?: T) => void;
 
@@ -90,12 +126,16 @@ function settle<T>(work: Promise<T>, done: Done<T> | undefined): void {
 /**
  * An express-session `Store` on the session memcached.
  *
- * - TTL comes from the cookie (rounded up to whole seconds, at least 1 s), else `ttl`; TTLs over
- *   30 days work (sent as absolute times).
+ * - TTL comes from the cookie as it is at each save and touch (rounded up to whole seconds, at
+ *   least 1 s), else `ttl`; TTLs over 30 days work (sent as absolute times).
  * - A session whose cookie has expired is never returned, and is deleted rather than written.
- * - `touch` uses memcached's TOUCH: the value is not re-sent, and a session that is gone stays gone.
+ * - `touch` uses memcached's TOUCH (the value is not re-sent, a session that is gone stays gone),
+ *   lazily; a request that changes the cookie's lifetime writes the session anew instead, guarded
+ *   by CAS so it never overwrites a parallel save.
  * - A session loaded from the store is saved with `replace`, a new one with `add`: a slow request
  *   that saves after a parallel logout does not bring the session back.
+ * - Versions are logical (loaded + 1, see session-value.ts): replicas agree on the newest copy
+ *   whatever the servers' clocks.
  * - A session over `maxSessionSize` is refused before it is sent ({@link SessionTooLargeError});
  *   the stored one stays intact.
  * - A value that cannot be decoded counts as no session (warned, without the session id).
@@ -120,12 +160,15 @@ export class SessionStore extends Store {
   readonly #cipher: SessionCipher | null;
   readonly #userId?: (session: SessionData) => unknown;
   readonly #generationCheckInterval: number;
+  readonly #userIndexMinTtl: number;
   /** The namespace generation (see `clearSessions`), when it was last read, and a read under way. */
   #generation = 0;
   #generationReadAt = -Infinity;
   #generationRead: Promise<number> | null = null;
   /** key → the version and expiry of this process's last TOUCH of it (lazy touch). */
-  readonly #touched = new Map<string, { version: number; expiresAt: number }>();
+  readonly #touched = new Map<string, { version: number; tag: number; expiresAt: number }>();
+  /** user index key → until when this process knows it lives (it refreshed or wrote it). */
+  readonly #indexKnown = new Map<string, number>();
 
   constructor(
     /** The memcached client of the session cluster. */
@@ -165,6 +208,12 @@ export class SessionStore extends Store {
         `generationCheckInterval must be a number of milliseconds >= 0, got ${options.generationCheckInterval}.`,
       );
     }
+    this.#userIndexMinTtl = options.userIndexMinTtl ?? USER_INDEX_MIN_TTL;
+    if (!Number.isInteger(this.#userIndexMinTtl) || this.#userIndexMinTtl < 1) {
+      throw new SessionCacheConfigError(
+        `userIndexMinTtl must be a whole number of seconds >= 1, got ${this.#userIndexMinTtl}.`,
+      );
+    }
     if (typeof this.prefix !== 'string') {
       throw new SessionCacheConfigError('prefix must be a string, e.g. "sess:".');
     }
@@ -197,19 +246,39 @@ export class SessionStore extends Store {
     }
   }
 
-  /** The memcached key of a session id: the prefix and an HMAC of the id (see `hashKeys`). */
+  /**
+   * The memcached key of a session id: the prefix and an HMAC of the id (see `hashKeys`). With
+   * `hashKeys: false`, an id that has the form of an internal key is refused ({@link SessionIdError}).
+   */
   key(sid: string): string {
+    const key = this.#keyOf(sid);
+    if (key === null) throw new SessionIdError();
+    return key;
+  }
+
+  /** The key of `sid`, or null when a raw id (`hashKeys: false`) has the form of an internal key:
+   * an HMAC (base64url, 43 characters) never has, so internal keys can never be session keys. */
+  #keyOf(sid: string): string | null {
+    if (
+      !this.#keys.hashing &&
+      (sid === GENERATION_KEY || sid.startsWith(USER_KEY_PREFIX) || sid.endsWith(GRAVE_SUFFIX))
+    ) {
+      return null;
+    }
     return this.prefix + this.#keys.session(sid);
   }
 
   /** The memcached key of the namespace generation (see {@link clearSessions}). */
   get generationKey(): string {
-    return `${this.prefix}generation`;
+    return this.prefix + GENERATION_KEY;
   }
 
-  /** The memcached key of the index of user `userId`'s sessions (see {@link destroyUserSessions}). */
+  /** The memcached key of the index of user `userId`'s sessions (see {@link destroyUserSessions}):
+   * the index of sessions whose TTL is at most 2^20 s (about 12 days, the classes whose index
+   * lives the 30-day minimum); longer ones are listed under this key plus `:<class>` (class k:
+   * TTLs up to 2^k s). */
   userKey(userId: string): string {
-    return `${this.prefix}user:${this.#keys.user(userId)}`;
+    return this.prefix + USER_KEY_PREFIX + this.#keys.user(userId);
   }
 
   /** Removes every session of this store (all nodes); see {@link clearSessions}. */
@@ -236,14 +305,7 @@ export class SessionStore extends Store {
   override createSession(req: Request, session: SessionData) {
     const created = super.createSession(req, session);
     const loaded = this.#stateOf(session);
-    if (loaded === undefined) return created;
-    this.#setState(created, {
-      key: loaded.key,
-      persisted: true,
-      stamp: loaded?.stamp,
-      user: this.#userId ? this.#userOf(session) : undefined,
-      justSaved: false,
-    });
+    if (loaded !== undefined) this.#setState(created, { ...loaded, cas: [...loaded.cas] });
     return created;
   }
 
@@ -264,9 +326,48 @@ export class SessionStore extends Store {
     return state;
   }
 
+  /** Records what was loaded: the header, the CAS tokens, the user, the cookie's lifetime and
+   * the serialized bytes. */
+  #loaded(found: Decoded, key: string, cas: (Buffer | null)[]): void {
+    const { session, loaded, ...stamp } = found;
+    this.#setState(session, {
+      key,
+      stamp,
+      cas,
+      life: lifeOf(session),
+      user: this.#userId ? this.#userOf(session) : undefined,
+      loaded,
+    });
+  }
+
+  /**
+   * Whether `session` (an express-session `Session`) differs from what this store loaded for it:
+   * its serialization, cookie included, compared with the bytes that were loaded (or last
+   * saved); a session that was not loaded (new, or regenerated) has changed once it holds
+   * anything besides its cookie. A changed loaded session's serialization is kept for the save
+   * that follows, so it is made once. What the module's save-before-response asks; cheaper than
+   * a snapshot before the handler.
+   */
+  sessionChanged(session: SessionData & { id?: string }): boolean {
+    const state =
+      typeof session.id === 'string' ? this.#stateOf(session, this.key(session.id)) : undefined;
+    if (state?.loaded === undefined) {
+      for (const field in session) if (field !== 'cookie') return true;
+      return false;
+    }
+    const serialized = this.#serializer.stringify(session);
+    const loaded = state.loaded;
+    const same =
+      typeof serialized === 'string' && typeof loaded === 'string'
+        ? serialized === loaded
+        : Buffer.from(serialized).equals(Buffer.from(loaded));
+    state.serialized = same ? undefined : serialized;
+    return !same;
+  }
+
   /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
-  #decode(raw: Buffer, key: string): ({ session: SessionData } & Loaded) | null {
-    const { version, generation, expiresAt, flags, header, payload: stored } = decodeValue(raw);
+  #decode(raw: Buffer, key: string): Decoded | null {
+    const { flags, header, payload: stored, ...stamp } = decodeValue(raw);
     let payload = stored;
     let reencrypt = false;
     const encrypted = flags !== -1 && (flags & FLAG_ENCRYPTED) !== 0;
@@ -299,8 +400,14 @@ export class SessionStore extends Store {
       return null;
     }
     let data: unknown;
+    let loaded: string | Buffer = payload;
     try {
-      data = this.#serializer.parse(payload);
+      if (this.#serializer === jsonSessionSerializer) {
+        loaded = payload.toString('utf8');
+        data = JSON.parse(loaded);
+      } else {
+        data = this.#serializer.parse(payload);
+      }
     } catch (err) {
       this.#logger.warn(
         `Ignored a stored session that could not be decoded (${describeError(err)}); ` +
@@ -315,16 +422,36 @@ export class SessionStore extends Store {
       );
       return null;
     }
-    return { session: data, version, generation, expiresAt, legacy: flags === -1, reencrypt };
+    return { session: data, loaded, ...stamp, legacy: flags === -1, reencrypt };
   }
 
-  /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). */
-  #encode(session: SessionData, key: string, stamp: ValueStamp): Buffer {
-    const serialized = this.#serializer.stringify(session);
-    if (!this.#cipher) return encodeValue(stamp, serialized);
-    const header = encodeHeader(stamp, FLAG_ENCRYPTED);
-    const sealed = this.#cipher.encrypt(serialized, Buffer.concat([header, Buffer.from(key)]));
-    return Buffer.concat([header, sealed]);
+  /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). Checks
+   * the size first, so that nothing is sent for a session that is too large. */
+  #encode(serialized: string | Buffer, key: string, stamp: ValueStamp): Buffer {
+    let value: Buffer;
+    if (!this.#cipher) value = encodeValue(stamp, serialized);
+    else {
+      const header = encodeHeader(stamp, FLAG_ENCRYPTED);
+      const sealed = this.#cipher.encrypt(serialized, Buffer.concat([header, Buffer.from(key)]));
+      value = Buffer.concat([header, sealed]);
+    }
+    if (value.length > this.maxSessionSize) {
+      throw new SessionTooLargeError(value.length, this.maxSessionSize);
+    }
+    return value;
+  }
+
+  /** The serializer's bytes of `session`, refused at once when they alone are over the limit
+   * (before anything is sent: the stored session stays intact). The serialization that
+   * {@link sessionChanged} just made of it is used when there is one. */
+  #serialize(session: SessionData, state?: SessionState): string | Buffer {
+    const serialized = state?.serialized ?? this.#serializer.stringify(session);
+    if (state) state.serialized = undefined;
+    const size =
+      VALUE_HEADER_BYTES +
+      (typeof serialized === 'string' ? Buffer.byteLength(serialized) : serialized.length);
+    if (size > this.maxSessionSize) throw new SessionTooLargeError(size, this.maxSessionSize);
+    return serialized;
   }
 
   #userOf(session: SessionData): string | undefined {
@@ -394,50 +521,128 @@ export class SessionStore extends Store {
     }
   }
 
-  /**
-   * Destroys every session of user `userId` (as the `userId` option reads it from sessions) and
-   * resolves with how many sessions were listed for that user. The index is kept on writes that
-   * give a session a new user id (a login), never on ordinary reads.
-   */
-  async destroyUserSessions(userId: string | number): Promise<number> {
-    if (!this.#userId) {
-      throw new SessionCacheConfigError(
-        'destroyUserSessions() needs the `userId` option: a function that returns the user id ' +
-          'of a session, e.g. { userId: (session) => session.userId }.',
-      );
-    }
-    const indexKey = this.userKey(String(userId));
-    const results = await this.client.onReplicas(indexKey, (node) => node.get(indexKey));
-    const entries = new Set<string>();
-    for (const r of results) {
-      if (!r.ok || r.value === null) continue;
-      for (const entry of r.value.toString('latin1').split(' ')) if (entry) entries.add(entry);
-    }
-    await Promise.all([...entries].map((entry) => this.#destroyKey(this.prefix + entry)));
-    await this.client.delete(indexKey);
-    return entries.size;
+  // ---------------------------------------------------------------------------------------------
+  // Logout everywhere: user indexes.
+  //
+  // The sessions of a user are listed (space-separated keys, appended to) in indexes that must
+  // outlive every session they list, whatever the request pattern. A session is listed in one
+  // index class: class k holds sessions whose TTL is at most 2^k seconds and lives
+  // max(userIndexMinTtl, 2^(k+1)) seconds from its last refresh. The TTL of a class is fixed, so a
+  // refresh (a TOUCH, or a write that appends) only ever moves its expiry later: a short session
+  // can never shorten the index of a long one. Each stored session records (its header's
+  // `indexUntil`) until when its index is known to live; no save, touch or repair ever gives a
+  // session a TTL past that. When less than half the class lifetime is left, the save or touch
+  // that would extend the session first refreshes the index (and records the new `indexUntil`):
+  // once per half lifetime per session (15 days by default), so ordinary requests pay no extra
+  // round trip on average. A login (a save that gives the session a new user) writes the index
+  // first and the session only once that succeeded: a login whose index write failed fails, and
+  // leaves no session behind.
+  // ---------------------------------------------------------------------------------------------
+
+  /** The index class of a session stored with `ttl`: the smallest k with 2^k >= ttl. */
+  #indexClassOf(ttl: number): number {
+    return Math.min(MAX_INDEX_CLASS, Math.max(0, Math.ceil(Math.log2(ttl))));
   }
 
-  /** Adds `key` to the session index of `user` (creating the index if needed). */
-  async #indexUser(user: string, key: string): Promise<void> {
-    const indexKey = this.userKey(user);
-    const entry = `${key.slice(this.prefix.length)} `;
-    const ttl = this.#userIndexTtl();
+  /** Lifetime (seconds) of index class `k`: fixed, so refreshes never move its expiry earlier. */
+  #indexTtl(k: number): number {
+    return Math.max(this.#userIndexMinTtl, 2 ** (k + 1));
+  }
+
+  /** The key of user `user`'s index of class `k` (the classes that live the minimum share one). */
+  #userIndexKey(user: string, k: number): string {
+    return 2 ** (k + 1) <= this.#userIndexMinTtl
+      ? this.userKey(user)
+      : `${this.userKey(user)}:${k}`;
+  }
+
+  /** Every index key of user `user`. */
+  #userIndexKeys(user: string): string[] {
+    const keys = new Set<string>();
+    for (let k = 0; k <= MAX_INDEX_CLASS; k++) keys.add(this.#userIndexKey(user, k));
+    return [...keys];
+  }
+
+  /** Remembers until when an index lives at least (it was just refreshed or written). */
+  #rememberIndex(indexKey: string, until: number): number {
+    this.#indexKnown.delete(indexKey);
+    if (this.#indexKnown.size >= MEMO_SIZE) {
+      this.#indexKnown.delete(this.#indexKnown.keys().next().value!);
+    }
+    this.#indexKnown.set(indexKey, until);
+    return until;
+  }
+
+  /**
+   * Makes sure that user `user`'s index lists the session under `key` and lives past a TTL of
+   * `ttl` given now, and says where: writes the entry (a login, a new user, a longer class, a value
+   * that has no index yet) or refreshes the index when less than half its lifetime is left.
+   * Rejects when no replica of the index answered: the caller must then not extend the session.
+   */
+  async #ensureIndexed(
+    user: string,
+    key: string,
+    ttl: number,
+    state: SessionState | undefined,
+  ): Promise<IndexPlace> {
+    const needed = this.#indexClassOf(ttl);
+    const listed = state?.user === user ? state.stamp.indexClass : NO_INDEX;
+    if (listed === NO_INDEX || listed < needed) {
+      return { until: await this.#indexUser(user, key, needed), cls: needed };
+    }
+    const indexKey = this.#userIndexKey(user, listed);
+    const indexTtl = this.#indexTtl(listed);
+    const until = Math.max(state!.stamp.indexUntil, this.#indexKnown.get(indexKey) ?? 0);
+    // Half its lifetime left at least (which is at least `ttl`): nothing to do.
+    if (until - nowSeconds() - 1 >= indexTtl / 2) return { until, cls: listed };
+    const entry = this.#indexEntry(key);
+    const since = expiresAt(indexTtl);
     await this.client.onReplicas(indexKey, async (node) => {
-      if (await node.add(indexKey, entry, ttl)) return;
-      if (await node.append(indexKey, entry)) {
-        // append keeps the old TTL: give the index the full lifetime again.
-        await node.touch(indexKey, ttl);
-        return;
+      // A replica that lost the index (restarted) gets it back with this entry.
+      if (!(await node.touch(indexKey, indexTtl))) {
+        await this.#addIndexEntry(node, indexKey, entry, indexTtl);
       }
-      // Refused: deleted in between, or full (memcached's item size limit).
-      const current = await node.get(indexKey);
-      if (current === null) {
-        await node.add(indexKey, entry, ttl);
-        return;
-      }
-      await node.set(indexKey, `${await this.#liveEntries(current)}${entry}`, ttl);
     });
+    return { until: this.#rememberIndex(indexKey, since), cls: listed };
+  }
+
+  /** Adds `key` to the index of class `k` of `user` (creating it if needed); resolves with until
+   * when that index lives at least. */
+  async #indexUser(user: string, key: string, k: number): Promise<number> {
+    const indexKey = this.#userIndexKey(user, k);
+    const indexTtl = this.#indexTtl(k);
+    const entry = this.#indexEntry(key);
+    const since = expiresAt(indexTtl);
+    await this.client.onReplicas(indexKey, (node) =>
+      this.#addIndexEntry(node, indexKey, entry, indexTtl),
+    );
+    return this.#rememberIndex(indexKey, since);
+  }
+
+  #indexEntry(key: string): string {
+    return `${key.slice(this.prefix.length)} `;
+  }
+
+  /** Adds one entry to an index on one node, with the index's full (fixed) lifetime. */
+  async #addIndexEntry(
+    node: MemcachedNode,
+    indexKey: string,
+    entry: string,
+    indexTtl: number,
+  ): Promise<void> {
+    if (await node.add(indexKey, entry, indexTtl)) return;
+    if (await node.append(indexKey, entry)) {
+      // append keeps the old TTL: give the index the full lifetime again.
+      await node.touch(indexKey, indexTtl);
+      return;
+    }
+    // Refused: deleted in between, or full (memcached's item size limit).
+    const current = await node.get(indexKey);
+    if (current === null) {
+      await node.add(indexKey, entry, indexTtl);
+      return;
+    }
+    await node.set(indexKey, `${await this.#liveEntries(current)}${entry}`, indexTtl);
   }
 
   /** The entries of a full user index whose sessions still exist (kept when unsure). */
@@ -457,25 +662,102 @@ export class SessionStore extends Store {
       .join('');
   }
 
-  #userIndexTtl(): number {
-    return Math.max(
-      this.#withSlack(this.tombstoneTtl),
-      this.#withSlack(this.ttl),
-      USER_INDEX_MIN_TTL,
-    );
+  /**
+   * Destroys every session of user `userId` (as the `userId` option reads it from sessions) and
+   * resolves with how many were destroyed. Each session listed in the user's indexes is read
+   * first, and destroyed only when its current user is `userId` (or it cannot be decoded): a
+   * session id that changed user since it was listed is left alone. The indexes are then deleted,
+   * unless a login added to them meanwhile (CAS): those are read again.
+   */
+  async destroyUserSessions(userId: string | number): Promise<number> {
+    if (!this.#userId) {
+      throw new SessionCacheConfigError(
+        'destroyUserSessions() needs the `userId` option: a function that returns the user id ' +
+          'of a session, e.g. { userId: (session) => session.userId }.',
+      );
+    }
+    const user = String(userId);
+    const seen = new Set<string>();
+    let destroyed = 0;
+    let pending = this.#userIndexKeys(user);
+    for (let round = 0; pending.length > 0 && round < 5; round++) {
+      const indexes = await Promise.all(
+        pending.map(async (indexKey) => ({
+          indexKey,
+          copies: await this.client.onReplicas(indexKey, (node) => node.gets(indexKey)),
+        })),
+      );
+      const entries = new Set<string>();
+      for (const { copies } of indexes) {
+        for (const r of copies) {
+          if (!r.ok || r.value === null) continue;
+          for (const entry of r.value.value.toString('latin1').split(' ')) {
+            if (entry && !seen.has(entry)) entries.add(entry);
+          }
+        }
+      }
+      for (const entry of entries) seen.add(entry);
+      const outcomes = await Promise.all(
+        [...entries].map((entry) => this.#destroyIfUser(this.prefix + entry, user)),
+      );
+      destroyed += outcomes.filter(Boolean).length;
+      const changed = await Promise.all(
+        indexes.map(async ({ indexKey, copies }) => {
+          this.#indexKnown.delete(indexKey);
+          const held = copies.filter((r) => r.ok && r.value !== null) as {
+            node: MemcachedNode;
+            value: CasValue;
+          }[];
+          const deleted = await settleEach(
+            held.map((r) => r.node),
+            (node) => node.deleteIfCas(indexKey, held.find((r) => r.node === node)!.value.cas),
+          );
+          return deleted.some((d) => d.ok && !d.value) ? indexKey : null;
+        }),
+      );
+      pending = changed.filter((k): k is string => k !== null);
+    }
+    return destroyed;
   }
 
-  /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
-  #graveKey(key: string): string {
-    return `${key}!`;
+  /**
+   * Destroys the session under `key` if its current user is `user` (an undecodable one too);
+   * exactly the copies that were read are deleted (CAS), so a copy written since is read again.
+   */
+  async #destroyIfUser(key: string, user: string): Promise<boolean> {
+    const nodes = this.client.nodesFor(key);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const copies = await settleAnswered(nodes, (node) => node.gets(key));
+      let best: { found: Decoded; raw: Buffer } | null = null;
+      let present = false;
+      for (const r of copies) {
+        if (!r.ok || r.value === null) continue;
+        present = true;
+        const found = this.#decode(r.value.value, key);
+        if (found === null) continue;
+        if (
+          best === null ||
+          compareCopies({ ...found, raw: r.value.value }, { ...best.found, raw: best.raw }) > 0
+        )
+          best = { found, raw: r.value.value };
+      }
+      if (!present) return false;
+      if (best !== null && this.#userOf(best.found.session) !== user) return false;
+      if (await this.#destroyCopies(key, copies)) return true;
+    }
+    return false;
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads.
+  // ---------------------------------------------------------------------------------------------
 
   /** Runs a read-repair in the background and reports it as a `readRepair` event. */
   #repair(node: MemcachedNode, reason: ReadRepairEvent['reason'], work: Promise<unknown>): void {
     work.then(
       (done) => {
-        // add/replace/delete answer false when there was nothing to do (e.g. raced by a save).
-        if (done !== false)
+        // Nothing to do (e.g. raced by a save): add/replace/delete answer false or null.
+        if (done !== false && done !== null)
           this.emit('readRepair', { server: node.name, reason } satisfies ReadRepairEvent);
       },
       (err: unknown) =>
@@ -485,51 +767,61 @@ export class SessionStore extends Store {
 
   /** Promise form of `get`: the session, or `null` when there is none (or it is unusable). */
   async getSession(sid: string): Promise<SessionData | null> {
-    const key = this.key(sid);
+    const key = this.#keyOf(sid);
+    if (key === null) return null;
     const nodes = this.client.nodesFor(key);
     let generation = this.#currentGeneration();
     if (nodes.length > 1) {
       if (typeof generation !== 'number') generation = await generation;
       return this.#getReplicated(key, nodes, generation);
     }
-    let raw: Buffer | null;
-    if (typeof generation === 'number') raw = await nodes[0].get(key);
-    else [raw, generation] = await Promise.all([nodes[0].get(key), generation]);
-    if (raw === null) return null;
-    const found = this.#decode(raw, key);
+    let read: CasValue | null;
+    if (typeof generation === 'number') read = await nodes[0].gets(key);
+    else [read, generation] = await Promise.all([nodes[0].gets(key), generation]);
+    if (read === null) return null;
+    const found = this.#decode(read.value, key);
     if (found === null) return null;
     if (found.generation < generation || (found.legacy && isExpired(found.session))) {
       // Cleared or expired: drop the stale copy now; a failure here must not fail the request.
       await nodes[0].delete(key).catch(() => undefined);
       return null;
     }
-    this.#setState(found.session, { key, persisted: true, stamp: found, justSaved: false });
+    this.#loaded(found, key, [read.cas]);
     return found.session;
   }
 
   /**
-   * Reads every replica at once. The newest copy wins; replicas that lack it are repaired in the
-   * background, unless a replica holds the tombstone of a logout it saw while another one was
-   * away: then the session is gone and the leftover copies are deleted.
+   * Reads every replica at once. The newest copy wins (see the order of versions in
+   * session-value.ts: the same copy for every reader, whatever the clocks); replicas that lack it
+   * or hold another copy are repaired in the background, each repair guarded by the CAS token of
+   * what was read, so it never lands on a newer write. Unless a replica holds the tombstone of a
+   * logout it saw while another one was away: then the session is gone and the leftover copies
+   * are deleted.
    */
   async #getReplicated(
     key: string,
     nodes: MemcachedNode[],
     generation: number,
   ): Promise<SessionData | null> {
-    const results = await settleAnswered(nodes, (node) => node.get(key));
-    let best: ({ session: SessionData; raw: Buffer } & Loaded) | null = null;
-    const copies: { node: MemcachedNode; version: number }[] = [];
+    const results = await settleAnswered(nodes, (node) => node.gets(key));
+    type Copy = { node: MemcachedNode; raw: Buffer; cas: Buffer };
+    let best: (Copy & { found: Decoded }) | null = null;
+    const copies: Copy[] = [];
     const missing: MemcachedNode[] = [];
     for (const r of results) {
       if (!r.ok) continue;
-      const found = r.value === null ? null : this.#decode(r.value, key);
+      const found = r.value === null ? null : this.#decode(r.value.value, key);
       if (found === null) {
         missing.push(r.node);
         continue;
       }
-      copies.push({ node: r.node, version: found.version });
-      if (best === null || found.version > best.version) best = { ...found, raw: r.value! };
+      const copy = { node: r.node, raw: r.value!.value, cas: r.value!.cas };
+      copies.push(copy);
+      if (
+        best === null ||
+        compareCopies({ ...found, raw: copy.raw }, { ...best.found, raw: best.raw }) > 0
+      )
+        best = { ...copy, found };
     }
     if (best === null) return null;
     if (missing.length > 0) {
@@ -539,22 +831,34 @@ export class SessionStore extends Store {
         return null;
       }
     }
-    const expired = best.generation < generation || (best.legacy && isExpired(best.session));
-    // A repaired copy lives as a touch would make it: this read is a request of the session.
-    const ttl = expired ? null : this.#fullTtl(best.session);
-    if (ttl === null) {
+    const found = best.found;
+    if (found.generation < generation || (found.legacy && isExpired(found.session))) {
       for (const c of copies) void c.node.delete(key).catch(() => undefined);
       return null;
     }
-    for (const node of missing) this.#repair(node, 'missing', node.add(key, best.raw, ttl));
-    for (const c of copies) {
-      if (c.version < best.version) {
-        this.#repair(c.node, 'stale', c.node.replace(key, best.raw, ttl));
+    // A repaired copy lives as a touch would make it (this read is a request of the session),
+    // never past the user index that lists it.
+    let ttl = this.#fullTtl(found.session);
+    if (found.indexClass !== NO_INDEX) ttl = Math.min(ttl, found.indexUntil - nowSeconds() - 1);
+    if (ttl >= 1) {
+      const raw = best.raw;
+      for (const node of missing) this.#repair(node, 'missing', node.add(key, raw, ttl));
+      for (const c of copies) {
+        if (!c.raw.equals(raw))
+          this.#repair(c.node, 'stale', c.node.storeCas('replace', key, raw, ttl, c.cas));
       }
     }
-    this.#setState(best.session, { key, persisted: true, stamp: best, justSaved: false });
-    return best.session;
+    const winner = best.raw;
+    const cas = nodes.map(
+      (n) => copies.find((c) => c.node === n && c.raw.equals(winner))?.cas ?? null,
+    );
+    this.#loaded(found, key, cas);
+    return found.session;
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // Saves.
+  // ---------------------------------------------------------------------------------------------
 
   /** Promise form of `set`. */
   async setSession(sid: string, session: SessionData): Promise<void> {
@@ -565,121 +869,222 @@ export class SessionStore extends Store {
       return;
     }
     const state = this.#stateOf(session, key);
-    const loaded = state?.stamp;
-    const stamp: Loaded = {
-      version: nextVersion(loaded?.version),
-      // A session keeps the generation it was created in: saving it never revives it after clear().
-      generation: loaded?.generation ?? (await this.#currentGeneration()),
-      expiresAt: expiresAt(ttl),
-    };
-    const value = this.#encode(session, key, stamp);
-    if (value.length > this.maxSessionSize) {
-      throw new SessionTooLargeError(value.length, this.maxSessionSize);
-    }
+    const serialized = this.#serialize(session, state);
     const user = this.#userId ? this.#userOf(session) : undefined;
-    const indexing = user !== undefined && user !== state?.user ? this.#indexUser(user, key) : null;
-    // Both at once, and both awaited: a failed index write is never an unhandled rejection.
-    const [stored] = await Promise.all([
-      state?.persisted
-        ? this.#replaceOnReplicas(key, value, ttl)
-        : this.#addOnReplicas(key, value, ttl),
-      indexing,
+    // A new session takes the generation from memcached, not from this process's cache: a
+    // clear() another process just made must not void it. A loaded one keeps its own, so saving
+    // it never revives it after clear(). A login writes the user index first (with that read).
+    const [generation, index] = await Promise.all([
+      state ? state.stamp.generation : this.#readGeneration(),
+      user === undefined ? NOT_INDEXED : this.#ensureIndexed(user, key, ttl, state),
     ]);
-    if (!stored) {
+    const stamp = this.#stampFor(state?.stamp, session, generation, ttl, index);
+    const value = this.#encode(serialized, key, stamp);
+    const cas = state
+      ? await this.#replaceOnReplicas(key, value, ttl)
+      : await this.#addOnReplicas(key, value, ttl);
+    if (cas === null) {
       // Destroyed (logout) or expired since this request loaded it: it stays gone.
       this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
       return;
     }
-    this.#setState(session, { key, persisted: true, stamp, user, justSaved: true });
+    this.#setState(session, { key, stamp, user, life: lifeOf(session), cas, loaded: serialized });
   }
 
-  /** `replace` on every replica; false when none of them still had the session. */
-  async #replaceOnReplicas(key: string, value: Buffer, ttl: number): Promise<boolean> {
-    const nodes = this.client.nodesFor(key);
-    if (nodes.length === 1) return nodes[0].replace(key, value, ttl);
-    const results = await settleAnswered(nodes, (node) => node.replace(key, value, ttl));
-    return results.some((r) => r.ok && r.value);
-  }
-
-  /** `add` on every replica (a new session); `add` finds the key only when an earlier save of this
-   * very session lost its answer, and then it is replaced. */
-  async #addOnReplicas(key: string, value: Buffer, ttl: number): Promise<true> {
-    const store = async (node: MemcachedNode) => {
-      if (!(await node.add(key, value, ttl))) await node.replace(key, value, ttl);
+  /** The header of the next write of a session loaded (or last written) with `loaded`. */
+  #stampFor(
+    loaded: Loaded | undefined,
+    session: SessionData,
+    generation: number,
+    ttl: number,
+    index: IndexPlace,
+  ): Loaded {
+    return {
+      ...nextStamp(loaded),
+      generation,
+      expiresAt: expiresAt(ttl),
+      indexUntil: index.until,
+      indexClass: index.cls,
+      // So that a logout's tombstone outlives every version of the session (see #destroyKey).
+      longest: Math.max(loaded?.longest ?? 0, ttl, this.#fullTtl(session)),
     };
+  }
+
+  /** `replace` on every replica: the CAS tokens per node, or null when none still had it. */
+  async #replaceOnReplicas(
+    key: string,
+    value: Buffer,
+    ttl: number,
+  ): Promise<(Buffer | null)[] | null> {
     const nodes = this.client.nodesFor(key);
     if (nodes.length === 1) {
-      await store(nodes[0]);
-      return true;
+      const cas = await nodes[0].storeCas('replace', key, value, ttl);
+      return cas === null ? null : [cas];
     }
-    await settleAnswered(nodes, store);
-    return true;
+    const results = await settleAnswered(nodes, (node) =>
+      node.storeCas('replace', key, value, ttl),
+    );
+    const cas = casOf(results);
+    return cas.some((c) => c !== null) ? cas : null;
   }
 
+  /** `add` on every replica (a new session); `add` finds the key only when the session object is
+   * saved over an existing id (set is an upsert), and then it is replaced. */
+  async #addOnReplicas(key: string, value: Buffer, ttl: number): Promise<(Buffer | null)[]> {
+    const store = async (node: MemcachedNode) =>
+      (await node.storeCas('add', key, value, ttl)) ??
+      (await node.storeCas('replace', key, value, ttl));
+    const nodes = this.client.nodesFor(key);
+    if (nodes.length === 1) return [await store(nodes[0])];
+    return casOf(await settleAnswered(nodes, store));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Touches.
+  // ---------------------------------------------------------------------------------------------
+
   /**
-   * Promise form of `touch`: refreshes the TTL with memcached's TOUCH, without sending the session.
-   * Lazy: skipped while memcached is known to keep the session at least until its cookie expires
-   * (from the value's header, or this process's last touch of that version); a touch adds
-   * `lazyTouch` × the lifetime as slack, so the next one is due only after that much time.
+   * Promise form of `touch`: makes memcached keep the session as long as its cookie now needs.
+   *
+   * - Lazy: nothing is sent while memcached is known to keep the session at least until its cookie
+   *   expires, and not much longer (`lazyTouch` × the lifetime of slack). What is known comes from
+   *   the value's header (as loaded, or as this request wrote it) and this process's last TOUCH of
+   *   that version. A header is only ever a lower bound: TOUCHes only move expiries later.
+   * - A TOUCH (memcached's, the value is not re-sent) when the session must live longer with the
+   *   same cookie lifetime; the user's index is refreshed first when it would not outlive it.
+   * - A new write of the value (a new version, with the cookie as it is now) when the cookie's
+   *   lifetime changed in this request and memcached would keep the session too short or much
+   *   longer than that cookie: a TOUCH cannot shorten a TTL without making the header lie, and
+   *   TOUCHes of one version are all made for one lifetime (so a process's memory of its last
+   *   TOUCH stays true). That write is guarded by CAS: it never overwrites a parallel save (which
+   *   then stands as it is).
    */
   async touchSession(sid: string, session: SessionData): Promise<void> {
-    const key = this.key(sid);
-    const state = this.#stateOf(session, key);
-    if (state?.justSaved) {
-      state.justSaved = false;
-      return;
-    }
+    const key = this.#keyOf(sid);
+    if (key === null) return;
     const ttl = this.ttlOf(session);
     if (ttl === null) {
       await this.client.delete(key);
       return;
     }
-    const loaded = state?.stamp;
-    if (loaded?.reencrypt) {
+    const state = this.#stateOf(session, key);
+    if (state === undefined) {
+      // A session object this store did not load: no header to go by.
+      const user = this.#userId ? this.#userOf(session) : undefined;
+      if (user !== undefined) await this.#ensureIndexed(user, key, ttl, undefined);
+      await this.client.touch(key, ttl);
+      return;
+    }
+    const loaded = state.stamp;
+    if (loaded.reencrypt) {
       // Read with an older encryption key: write it under the first one, so that old keys can
       // be retired even for sessions that are only ever read.
       await this.setSession(sid, session);
       return;
     }
-    if (loaded !== undefined) {
-      const ms = remainingMs(session);
-      const needed = Math.ceil((Date.now() + (ms ?? this.ttl * 1000)) / 1000);
-      const memo = this.#touched.get(key);
-      const known = Math.max(
-        loaded.expiresAt,
-        memo !== undefined && memo.version === loaded.version ? memo.expiresAt : 0,
-      );
-      // Skip while memcached keeps it past the cookie, but not longer than a touch now would
-      // (a shortened maxAge must shorten the TTL too).
-      // (2 s of leeway: ceil() of two nearly equal lifetimes can differ by a second.)
-      if (known >= needed && known <= expiresAt(ttl) + 2) return;
+    const ms = remainingMs(session);
+    const needed = Math.ceil((Date.now() + (ms ?? this.ttl * 1000)) / 1000);
+    const until = expiresAt(ttl);
+    const memo = this.#touched.get(key);
+    const known = Math.max(
+      loaded.expiresAt,
+      memo !== undefined && memo.version === loaded.version && memo.tag === loaded.tag
+        ? memo.expiresAt
+        : 0,
+    );
+    // The cookie's lifetime changed in this request: memcached must keep the session as long as
+    // the new cookie needs, and (when it was shortened) not much longer. With the same lifetime,
+    // every TOUCH of this version is made for the same cookie, so what memcached keeps is never
+    // much longer than needed (but for app servers' clocks that disagree: that is no reason to
+    // write). (2 s of leeway: ceil() of two nearly equal lifetimes can differ by a second.)
+    const lifeChanged = lifeOf(session) !== state.life;
+    if (known >= needed && (!lifeChanged || known <= until + 2)) return;
+    if (lifeChanged) {
+      await this.#rewrite(key, session, state, ttl);
+      return;
     }
-    await this.client.touch(key, ttl);
-    if (loaded !== undefined) this.#rememberTouch(key, loaded.version, expiresAt(ttl));
-    if (state?.user !== undefined) {
-      // The user's index must live as long as the sessions it lists.
-      const indexKey = this.userKey(state.user);
-      const indexTtl = this.#userIndexTtl();
-      void this.client
-        .onReplicas(indexKey, (node) => node.touch(indexKey, indexTtl))
-        .catch(() => undefined);
+    if (state.user !== undefined) {
+      const index = await this.#ensureIndexed(state.user, key, ttl, state);
+      state.stamp = { ...loaded, indexUntil: index.until, indexClass: index.cls };
     }
-  }
-
-  #rememberTouch(key: string, version: number, until: number): void {
-    this.#touched.delete(key);
-    if (this.#touched.size >= TOUCH_MEMO_SIZE) {
-      this.#touched.delete(this.#touched.keys().next().value!);
-    }
-    this.#touched.set(key, { version, expiresAt: until });
+    await this.#touchReplicas(key, ttl, loaded);
+    this.#rememberTouch(key, loaded, until);
   }
 
   /**
-   * Promise form of `destroy`. With replicas, each replica also keeps a tombstone for
-   * `tombstoneTtl` seconds, so a copy on a node that missed the logout cannot come back.
+   * TOUCH with memcached's get-and-touch, which answers the value the TOUCH landed on. When that
+   * is a newer save than the one this request loaded, and its header promised a later expiry than
+   * this TOUCH gave (its cookie is longer), the TTL it promised is restored at once.
    */
-  destroySession(sid: string): Promise<void> {
-    return this.#destroyKey(this.key(sid));
+  async #touchReplicas(key: string, ttl: number, loaded: Loaded): Promise<void> {
+    const until = expiresAt(ttl);
+    const results = await this.client.onReplicas(key, (node) => node.getAndTouch(key, ttl));
+    await Promise.all(
+      results.map(async (r) => {
+        if (!r.ok || r.value === null) return;
+        const landed = decodeValue(r.value);
+        if (landed.version === loaded.version && landed.tag === loaded.tag) return;
+        if (landed.expiresAt > until) {
+          await r.node.touch(key, landed.expiresAt - nowSeconds() + 1).catch(() => undefined);
+        }
+      }),
+    );
+  }
+
+  /** Writes the session anew (a touch that changes its TTL other than by extending it), over
+   * exactly the copies this request loaded or wrote (CAS). */
+  async #rewrite(key: string, session: SessionData, state: SessionState, ttl: number) {
+    const serialized = this.#serialize(session, state);
+    const index =
+      state.user === undefined
+        ? NOT_INDEXED
+        : await this.#ensureIndexed(state.user, key, ttl, state);
+    const stamp = this.#stampFor(state.stamp, session, state.stamp.generation, ttl, index);
+    const value = this.#encode(serialized, key, stamp);
+    const nodes = this.client.nodesFor(key);
+    const results = await settleAnswered(nodes, (node) => {
+      const cas = state.cas[nodes.indexOf(node)];
+      return cas ? node.storeCas('replace', key, value, ttl, cas) : Promise.resolve(null);
+    });
+    const cas = casOf(results);
+    if (cas.every((c) => c === null)) {
+      this.#logger.debug?.(
+        'A request changed the lifetime of a session that another request saved (or destroyed) ' +
+          'meanwhile; that save stands.',
+      );
+      return;
+    }
+    this.#setState(session, {
+      key,
+      stamp,
+      user: state.user,
+      life: lifeOf(session),
+      cas,
+      loaded: serialized,
+    });
+  }
+
+  #rememberTouch(key: string, loaded: Loaded, until: number): void {
+    this.#touched.delete(key);
+    if (this.#touched.size >= MEMO_SIZE) {
+      this.#touched.delete(this.#touched.keys().next().value!);
+    }
+    this.#touched.set(key, { version: loaded.version, tag: loaded.tag, expiresAt: until });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Logouts.
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Promise form of `destroy`. With replicas, each replica also keeps a tombstone, so a copy on a
+   * node that missed the logout cannot come back; it lives at least `tombstoneTtl` seconds, and at
+   * least as long as the session could (its values' headers say how long that is).
+   */
+  async destroySession(sid: string): Promise<void> {
+    const key = this.#keyOf(sid);
+    if (key === null) return;
+    await this.#destroyKey(key);
   }
 
   async #destroyKey(key: string): Promise<void> {
@@ -688,10 +1093,64 @@ export class SessionStore extends Store {
       return;
     }
     const grave = this.#graveKey(key);
-    await this.client.onReplicas(key, (node) =>
-      // A stale copy may outlive its cookie by the lazy-touch slack: so does its tombstone.
-      Promise.all([node.set(grave, '1', this.#withSlack(this.tombstoneTtl)), node.delete(key)]),
+    const floor = this.#tombstoneTtl([]);
+    // One round trip: each node answers the copy it held, then takes the tombstone and the delete
+    // (one connection: in that order). Only a session given a longer TTL than `tombstoneTtl`
+    // would give (a remember-me cookie, say) needs a second one.
+    const results = await this.client.onReplicas(key, async (node) => {
+      const [copy] = await Promise.all([
+        node.get(key),
+        node.set(grave, '1', floor),
+        node.delete(key),
+      ]);
+      return copy;
+    });
+    const ttl = this.#tombstoneTtl(results.map((r) => (r.ok ? r.value : null)));
+    if (ttl > floor) await this.client.onReplicas(key, (node) => node.set(grave, '1', ttl));
+  }
+
+  /**
+   * Deletes exactly the copies in `read` (CAS), then leaves tombstones; false when one of them
+   * changed since it was read (a save of a new user on this id): no tombstone is left then, and
+   * the caller reads the session again.
+   */
+  async #destroyCopies(key: string, read: ReplicaResult<CasValue | null>[]): Promise<boolean> {
+    const held = read.filter((r) => r.ok && r.value !== null) as {
+      node: MemcachedNode;
+      value: CasValue;
+    }[];
+    const deleted = await settleEach(
+      held.map((r) => r.node),
+      (node) => node.deleteIfCas(key, held.find((r) => r.node === node)!.value.cas),
     );
+    if (deleted.some((d) => d.ok && !d.value)) return false;
+    if (this.client.replicas === 1) return true;
+    const grave = this.#graveKey(key);
+    const ttl = this.#tombstoneTtl(held.map((r) => r.value.value));
+    await settleAnswered(
+      read.map((r) => r.node),
+      (node) => Promise.all([node.set(grave, '1', ttl), node.delete(key)]),
+    );
+    return true;
+  }
+
+  /** How long a tombstone must live to outlive the session whose copies were `copies`. */
+  #tombstoneTtl(copies: (Buffer | null)[]): number {
+    // The longest TTL any of them was ever given (their headers record it), at least what
+    // `tombstoneTtl` gives; a copy given that TTL up to now dies by now + TTL, and memcached may
+    // drop the tombstone a second before now + its own TTL: one more second.
+    let ttl = this.#withSlack(this.tombstoneTtl);
+    for (const raw of copies) {
+      if (raw === null) continue;
+      const { longest, expiresAt: until } = decodeValue(raw);
+      ttl = Math.max(ttl, longest, until > 0 ? until - nowSeconds() + 1 : 0);
+    }
+    return ttl + CLOCK_MARGIN;
+  }
+
+  /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
+  #graveKey(key: string): string {
+    return key + GRAVE_SUFFIX;
   }
 
   /**
@@ -738,7 +1197,11 @@ function isSessionData(value: unknown): value is SessionData {
   );
 }
 
-/** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
+/** The current Unix second. */
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
 /** The Unix second until which memcached surely keeps a value written now with `ttl`. */
 function expiresAt(ttl: number): number {
   // memcached's clock may run a second behind ours: stay on the safe side.
@@ -750,6 +1213,7 @@ function isExpired(session: Partial<SessionData>): boolean {
   return left !== undefined && left <= 0;
 }
 
+/** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
 function remainingMs(session: Partial<SessionData>): number | undefined {
   const cookie = session.cookie as { expires?: unknown; maxAge?: unknown } | undefined;
   if (!cookie) return undefined;
@@ -759,6 +1223,17 @@ function remainingMs(session: Partial<SessionData>): number | undefined {
     if (!Number.isNaN(at)) return at - Date.now();
   }
   return undefined;
+}
+
+/** The cookie's lifetime (`originalMaxAge`, ms) as the session states it; null for none. */
+function lifeOf(session: Partial<SessionData>): number | null {
+  const maxAge = (session.cookie as { originalMaxAge?: unknown } | undefined)?.originalMaxAge;
+  return typeof maxAge === 'number' && maxAge > 0 ? maxAge : null;
+}
+
+/** The CAS tokens of a write on every replica (null where it was not stored). */
+function casOf(results: ReplicaResult<Buffer | null>[]): (Buffer | null)[] {
+  return results.map((r) => (r.ok ? r.value : null));
 }
 
 /** Only the error's class: a parser's message may quote the stored data. */

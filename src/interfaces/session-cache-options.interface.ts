@@ -100,11 +100,18 @@ export interface SessionStoreOptions {
    */
   retryDelay?: number;
   /**
-   * How long the marker of a destroyed session is kept, in seconds (only with `replicas` > 1; it
-   * stops a copy on a node that missed the logout from coming back). Must cover the longest
-   * session lifetime. Default: the cookie's maxAge when the module knows it, else `ttl`.
+   * The shortest time the marker of a destroyed session is kept, in seconds (only with `replicas`
+   * > 1; it stops a copy on a node that missed the logout from coming back). Each tombstone lives
+   * at least as long as the session it marks could still live (its stored values say how long that
+   * is, remember-me lengthenings included), and at least this long. Default: the cookie's maxAge
+   * when the module knows it, else `ttl`.
    */
   tombstoneTtl?: number;
+  /**
+   * @internal Test seam: the shortest lifetime of a user's session index, in seconds (default 30
+   * days), so that tests can run index expiry in seconds. Production code never needs it.
+   */
+  userIndexMinTtl?: number;
 }
 
 /** Options of `SessionCacheModule.forRoot(url, options)`. */

@@ -49,10 +49,31 @@ export interface MemcachedNodeOptions {
 
 type Callback<T> = (err: Error | null, value: T) => void;
 
-/** The binary protocol's `version` opcode. */
+/** Binary-protocol opcodes memjs has no method for (or none that shows the CAS). */
+const OP_GET = 0x00;
+const OP_ADD = 0x02;
+const OP_REPLACE = 0x03;
+const OP_DELETE = 0x04;
 const OP_VERSION = 0x0b;
+const OP_GAT = 0x1d;
+/** Binary-protocol response statuses. */
+const STATUS_OK = 0x00;
+const STATUS_NOT_FOUND = 0x01;
+const STATUS_EXISTS = 0x02;
+const STATUS_NOT_STORED = 0x05;
 
-/** The parts of memjs's Client that {@link MemcachedNode.version} uses (memjs has no `version`). */
+/** A binary-protocol response as memjs parses it. */
+interface MemjsResponse {
+  header: { status: number; cas: Buffer };
+  val: Buffer;
+}
+
+/**
+ * The parts of memjs's Client used for the commands memjs lacks (`version`, get with CAS,
+ * compare-and-swap replace and delete, get-and-touch). All of memjs's internals this library
+ * touches are in this file: `seq`/`incrSeq`/`perform` of the Client, and `Utils.makeRequestBuffer`
+ * (memjs 1.3: a 24-byte request header, then extras, key, value; the CAS goes in bytes 16-23).
+ */
 interface MemjsClientInternals {
   seq: number;
   incrSeq(): void;
@@ -60,9 +81,28 @@ interface MemjsClientInternals {
     key: string,
     request: Buffer,
     seq: number,
-    callback: (err: Error | null, response?: { val?: Buffer }) => void,
+    callback: (err: Error | null, response?: MemjsResponse) => void,
   ): void;
 }
+
+/** A value as memcached holds it, with its CAS token (which any write of the key changes). */
+export interface CasValue {
+  value: Buffer;
+  cas: Buffer;
+}
+
+/** The 4-byte expiration extras of touch and get-and-touch. */
+function expirationExtras(ttl: number): Buffer {
+  const extras = Buffer.alloc(4);
+  extras.writeUInt32BE(toMemcachedExpiry(ttl), 0);
+  return extras;
+}
+
+const STATUS_NAMES: Record<number, string> = {
+  [STATUS_NOT_FOUND]: 'Key not found',
+  [STATUS_EXISTS]: 'Key exists',
+  [STATUS_NOT_STORED]: 'Item not stored',
+};
 
 /** A deadline timer this late means the event loop was stalled, not the server (ms). */
 const STALL_MS = 50;
@@ -244,6 +284,74 @@ export class MemcachedNode {
     );
   }
 
+  /** `get` with the value's CAS token, for {@link storeCas} and {@link deleteIfCas}. */
+  gets(key: string): Promise<CasValue | null> {
+    return this.#call<CasValue | null>('get', key, (cb) =>
+      this.#perform(OP_GET, key, '', '', undefined, (err, response) => {
+        if (err) return cb(err, null);
+        const status = response!.header.status;
+        if (status === STATUS_NOT_FOUND) return cb(null, null);
+        if (status !== STATUS_OK) return cb(refused('GET', status), null);
+        cb(null, { value: response!.val, cas: Buffer.from(response!.header.cas) });
+      }),
+    );
+  }
+
+  /**
+   * `add` or `replace` that answers the new CAS token of the value it stored, or null when it was
+   * not stored (`add`: the key exists; `replace`: it is missing, or, with `cas`, it no longer
+   * holds the value whose CAS token that was: somebody wrote it since it was read).
+   */
+  storeCas(
+    operation: 'add' | 'replace',
+    key: string,
+    value: Buffer,
+    ttl: number,
+    cas?: Buffer,
+  ): Promise<Buffer | null> {
+    const extras = Buffer.concat([Buffer.alloc(4), expirationExtras(ttl)]);
+    const opcode = operation === 'add' ? OP_ADD : OP_REPLACE;
+    return this.#call<Buffer | null>(operation, key, (cb) =>
+      this.#perform(opcode, key, extras, value, cas, (err, response) => {
+        if (err) return cb(err, null);
+        const status = response!.header.status;
+        if (status === STATUS_OK) return cb(null, Buffer.from(response!.header.cas));
+        if (status === STATUS_EXISTS || status === STATUS_NOT_FOUND || status === STATUS_NOT_STORED)
+          return cb(null, null);
+        cb(refused(operation.toUpperCase(), status), null);
+      }),
+    );
+  }
+
+  /** `delete` that applies only while the key holds the value whose CAS token is `cas`. */
+  deleteIfCas(key: string, cas: Buffer): Promise<boolean> {
+    return this.#call<boolean>('delete', key, (cb) =>
+      this.#perform(OP_DELETE, key, '', '', cas, (err, response) => {
+        if (err) return cb(err, false);
+        const status = response!.header.status;
+        if (status === STATUS_OK) return cb(null, true);
+        if (status === STATUS_EXISTS || status === STATUS_NOT_FOUND) return cb(null, false);
+        cb(refused('DELETE', status), false);
+      }),
+    );
+  }
+
+  /**
+   * memcached's get-and-touch: sets a new TTL like {@link touch} and answers the value it applied
+   * to (null when the key is missing), so the caller learns what the TOUCH landed on.
+   */
+  getAndTouch(key: string, ttl: number): Promise<Buffer | null> {
+    return this.#call<Buffer | null>('touch', key, (cb) =>
+      this.#perform(OP_GAT, key, expirationExtras(ttl), '', undefined, (err, response) => {
+        if (err) return cb(err, null);
+        const status = response!.header.status;
+        if (status === STATUS_NOT_FOUND) return cb(null, null);
+        if (status !== STATUS_OK) return cb(refused('GAT', status), null);
+        cb(null, response!.val);
+      }),
+    );
+  }
+
   /**
    * memcached's `version`: the cheapest command there is, used to probe a node marked down. Like
    * {@link stats}, it is sent also while the node is marked down.
@@ -252,16 +360,28 @@ export class MemcachedNode {
     return this.#call<string>(
       'version',
       undefined,
-      (cb) => {
-        const client = this.#client as unknown as MemjsClientInternals;
-        client.incrSeq();
-        const request = Utils.makeRequestBuffer(OP_VERSION, '', '', '', client.seq);
-        client.perform('', request, client.seq, (err, response) =>
+      (cb) =>
+        this.#perform(OP_VERSION, '', '', '', undefined, (err, response) =>
           cb(err, response?.val?.toString() ?? ''),
-        );
-      },
+        ),
       true,
     );
+  }
+
+  /** Sends one binary-protocol request through memjs's connection (see MemjsClientInternals). */
+  #perform(
+    opcode: number,
+    key: string,
+    extras: Buffer | string,
+    value: Buffer | string,
+    cas: Buffer | undefined,
+    callback: (err: Error | null, response?: MemjsResponse) => void,
+  ): void {
+    const client = this.#client as unknown as MemjsClientInternals;
+    client.incrSeq();
+    const request = Utils.makeRequestBuffer(opcode, key, extras, value, client.seq);
+    if (cas) cas.copy(request, 16, 0, 8);
+    client.perform(key, request, client.seq, (err, response) => callback(err, response));
   }
 
   /**
@@ -538,6 +658,11 @@ export class MemcachedNode {
     }
     return new SessionCacheUnavailableError(operation, this.name, detail, { cause: err });
   }
+}
+
+/** A refused command, worded as memjs words its own ("MemJS <OP>: …"), see #wrap. */
+function refused(name: string, status: number): Error {
+  return new Error(`MemJS ${name}: ${STATUS_NAMES[status] ?? `status 0x${status.toString(16)}`}`);
 }
 
 function messageOf(err: unknown): string {

@@ -123,8 +123,8 @@ export async function assertSessionRoundTrip(result, memcached) {
   assert.ok(!key.includes(sessionId), 'the key does not show the session id');
   const stored = await memcached.getRaw(key);
   assert.ok(stored, `session ${key} is in memcached`);
-  // Stored values start with a 16-byte header (0xF5, flags, version, generation, expiry; see
-  // src/session-value.ts).
-  assert.equal(stored[0], 0xf5, 'the value has the header');
-  assert.equal(JSON.parse(stored.subarray(16).toString('utf8')).greeting, greeting);
+  // Stored values start with a 28-byte header (0xF6, flags, version, tag, generation, expiry,
+  // index, longest TTL; see src/session-value.ts).
+  assert.equal(stored[0], 0xf6, 'the value has the header');
+  assert.equal(JSON.parse(stored.subarray(28).toString('utf8')).greeting, greeting);
 }

@@ -38,6 +38,32 @@ describe('SessionCache against a real memcached', () => {
     expect(await cache.get('k1')).toBeNull();
   });
 
+  it('compare-and-swap: gets, storeCas, deleteIfCas, and get-and-touch (MemcachedNode)', async () => {
+    const [node] = cache.nodes;
+    expect(await node.gets('c1')).toBeNull();
+    const added = await node.storeCas('add', 'c1', Buffer.from('one'), 60);
+    expect(added).toBeInstanceOf(Buffer);
+    expect(await node.storeCas('add', 'c1', Buffer.from('again'), 60)).toBeNull();
+    const read = (await node.gets('c1'))!;
+    expect(read.value.toString()).toBe('one');
+    expect(read.cas).toEqual(added);
+    // A write in between changes the CAS token: the guarded replace and delete do nothing.
+    await cache.set('c1', 'two', 60);
+    expect(await node.storeCas('replace', 'c1', Buffer.from('stale'), 60, read.cas)).toBeNull();
+    expect(await node.deleteIfCas('c1', read.cas)).toBe(false);
+    const current = (await node.gets('c1'))!;
+    expect(current.value.toString()).toBe('two');
+    const replaced = await node.storeCas('replace', 'c1', Buffer.from('three'), 60, current.cas);
+    expect(replaced).not.toBeNull();
+    expect(await node.storeCas('replace', 'missing', Buffer.from('x'), 60)).toBeNull();
+    // get-and-touch answers the value it touched, and sets the TTL.
+    expect((await node.getAndTouch('c1', 500))?.toString()).toBe('three');
+    expect(await memcached.ttl('c1')).toBeGreaterThan(490);
+    expect(await node.getAndTouch('missing', 60)).toBeNull();
+    expect(await node.deleteIfCas('c1', replaced!)).toBe(true);
+    expect(await cache.get('c1')).toBeNull();
+  });
+
   it('keeps an item with a 40-day TTL (sent as an absolute time)', async () => {
     await cache.set('long', 'lives', 40 * 86_400);
     expect((await cache.get('long'))?.toString()).toBe('lives');

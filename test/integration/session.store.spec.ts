@@ -111,13 +111,16 @@ describe('SessionStore against a real memcached', () => {
     it("refreshes the TTL with memcached's TOUCH and never re-sends the value", async () => {
       const id = sid();
       await storeSet(store, id, newSession(store, id, { user: 'u' }, { maxAge: 10_000 }));
+      // A request a while after the save: its cookie (same lifetime) now expires later than the
+      // stored value was promised to live, so a TOUCH is due.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
       const loaded = (await loadSession(store, id))!;
-      loaded.cookie.maxAge = 500_000; // express-session resets maxAge on every request (rolling)
+      loaded.touch(); // express-session resets maxAge on every request (rolling)
       const [sets, touches] = [await stat('cmd_set'), await stat('cmd_touch')];
       await storeTouch(store, id, loaded);
       expect(await stat('cmd_set')).toBe(sets);
       expect(await stat('cmd_touch')).toBe(touches + 1);
-      expect(await memcached.ttl(store.key(id))).toBeGreaterThan(490);
+      expect(await memcached.ttl(store.key(id))).toBeGreaterThan(9);
     });
 
     it('does not bring back a session that is gone', async () => {
@@ -211,6 +214,53 @@ describe('SessionStore against a real memcached', () => {
       over.blob += 'z';
       await expect(storeSet(store, id, over)).rejects.toBeInstanceOf(SessionTooLargeError);
       expect((await loadSession(store, id))?.blob).toHaveLength(store.maxSessionSize - overhead);
+    });
+  });
+
+  describe('5b. sessionChanged (what save-before-response asks)', () => {
+    it('tells a loaded session that is unchanged from one a handler changed, by its bytes', async () => {
+      const id = sid();
+      await storeSet(store, id, newSession(store, id, { user: 'u', nested: { n: 1 } }));
+      const loaded = (await loadSession(store, id))!;
+      expect(store.sessionChanged(loaded)).toBe(false);
+      loaded.nested.n = 2; // a change deep inside is a change
+      expect(store.sessionChanged(loaded)).toBe(true);
+      loaded.nested.n = 1;
+      expect(store.sessionChanged(loaded)).toBe(false);
+      loaded.cookie.maxAge = 30 * DAY * 1000; // remember-me: the cookie counts too
+      expect(store.sessionChanged(loaded)).toBe(true);
+    });
+
+    it('takes a new session as changed once it holds more than its cookie', () => {
+      const fresh = newSession(store, sid(), {});
+      expect(store.sessionChanged(fresh)).toBe(false);
+      fresh.user = 'new';
+      expect(store.sessionChanged(fresh)).toBe(true);
+    });
+
+    it('serializes a changed session once: the comparison is reused by the save', async () => {
+      let calls = 0;
+      const counting = new SessionStore(
+        cache,
+        {
+          keySecret: 'k',
+          serializer: {
+            stringify: (s) => (calls++, JSON.stringify(s)),
+            parse: (raw) => JSON.parse(raw.toString()),
+          },
+        },
+        logger,
+      );
+      const id = sid();
+      await storeSet(counting, id, newSession(counting, id, { v: 1 }));
+      const loaded = (await loadSession(counting, id))!;
+      loaded.v = 2;
+      calls = 0;
+      expect(counting.sessionChanged(loaded)).toBe(true);
+      await storeSet(counting, id, loaded);
+      expect(calls).toBe(1);
+      expect(await storeGet(counting, id)).toMatchObject({ v: 2 });
+      expect(counting.sessionChanged(loaded)).toBe(false); // saved: what is stored now
     });
   });
 

@@ -1,0 +1,66 @@
+// The variants of the HTTP benchmark, shared by bench/run.mjs and bench/profile.mjs: which app
+// runs them (bench/app.mjs, plain Express, or bench/nest-app.mjs, Nest) and which store backend
+// they need, and how to start that backend.
+import { join } from 'node:path';
+import { root, startMemcached, startRedis } from './support.mjs';
+
+/** The two apps; `none` is the variant without sessions that the other rows are compared with. */
+export const APPS = {
+  express: { script: join(root, 'bench', 'app.mjs'), none: 'none' },
+  nest: { script: join(root, 'bench', 'nest-app.mjs'), none: 'nest-none' },
+};
+
+/**
+ * Every variant, in report order: its app and its backend (null: none; `lib-1` one memcached,
+ * memcached:// URL; `lib-3r2` three memcached, `?replicas=2`; `connect-memcached` one memcached,
+ * host:port; `redis` a redis-server, redis:// URL).
+ */
+export const VARIANTS = {
+  none: { app: 'express', backend: null },
+  memory: { app: 'express', backend: null },
+  'lib-1': { app: 'express', backend: 'lib-1' },
+  'lib-3r2': { app: 'express', backend: 'lib-3r2' },
+  'connect-memcached': { app: 'express', backend: 'connect-memcached' },
+  'connect-redis': { app: 'express', backend: 'redis' },
+  'nest-none': { app: 'nest', backend: null },
+  'nest-memory': { app: 'nest', backend: null },
+  'nest-lib-hand': { app: 'nest', backend: 'lib-1' },
+  'nest-lib-1': { app: 'nest', backend: 'lib-1' },
+  'nest-lib-3r2': { app: 'nest', backend: 'lib-3r2' },
+  'nest-connect-memcached': { app: 'nest', backend: 'connect-memcached' },
+  'nest-connect-redis': { app: 'nest', backend: 'redis' },
+};
+export const ALL_VARIANTS = Object.keys(VARIANTS);
+
+/** True for the variants without session middleware (`none`, `nest-none`). */
+export const isNone = (name) => APPS[VARIANTS[name].app].none === name;
+
+/**
+ * Starts the backend of a variant (stopped by `cleanup`). Returns `{ url }` (what the app gets as
+ * BENCH_STORE_URL) plus `nodes` (memcached) or `redis: true`; `{ skipped }` when redis-server is
+ * not installed.
+ */
+export async function startBackend(cleanup, name) {
+  switch (VARIANTS[name].backend) {
+    case null:
+      return { url: undefined };
+    case 'lib-1': {
+      const nodes = await startMemcached(cleanup, 1);
+      return { url: nodes[0].url, nodes };
+    }
+    case 'lib-3r2': {
+      const nodes = await startMemcached(cleanup, 3);
+      return { url: `memcached://${nodes.map((n) => n.address).join(',')}?replicas=2`, nodes };
+    }
+    case 'connect-memcached': {
+      const nodes = await startMemcached(cleanup, 1);
+      return { url: nodes[0].address, nodes };
+    }
+    case 'redis': {
+      const redis = await startRedis(cleanup);
+      if (!redis) return { skipped: 'redis-server is not installed' };
+      return { url: redis.url, redis: true };
+    }
+  }
+  throw new Error(`variant ${name}: unknown backend`);
+}
