@@ -11,6 +11,7 @@ import {
   storedPayload,
   storeSet,
 } from '../support/store';
+import { recordFigure } from '../support/figures';
 import { eventually } from '../support/wait';
 
 jest.setTimeout(120_000);
@@ -135,6 +136,13 @@ describe('growing the ring from 3 to 4 nodes', () => {
         `ring growth 3 -> 4 nodes, replicas=${replicas}: ${lost} of ${SESSIONS} sessions lost ` +
           `(${((100 * lost) / SESSIONS).toFixed(1)}%)\n`,
       );
+      recordFigure({
+        id: `ring.grow-3-to-4-r${replicas}`,
+        scenario: `3 nodes, R=${replicas}, ${SESSIONS.toLocaleString('en-US')} sessions, grow to 4 nodes: sessions lost`,
+        value: Math.round((1000 * lost) / SESSIONS) / 10,
+        unit: '%',
+        max: maxLost * 100,
+      });
       expect(lost / SESSIONS).toBeLessThanOrEqual(maxLost);
       if (replicas === 1) expect(lost).toBeGreaterThan(0); // the test can see a loss
     } finally {
