@@ -12,6 +12,7 @@ import { createSessionHandler, SessionMiddleware } from './session.middleware';
 import { installSaveBeforeResponse } from './save-before-response';
 import type { SessionHttpContext } from './session.middleware';
 import { SessionCacheExceptionFilter } from './session-cache.filter';
+import type { SessionData } from 'express-session';
 import type { SessionStore } from './session.store';
 
 /**
@@ -74,7 +75,13 @@ export class SessionCacheModule implements NestModule {
     const { options, store } = this.context;
     if (!options.installMiddleware) return;
     const adapter = this.adapterHost.httpAdapter;
-    if (options.saveBeforeResponse) installSaveBeforeResponse(adapter, store);
+    if (options.saveBeforeResponse) {
+      installSaveBeforeResponse(adapter, {
+        store,
+        client: store.client,
+        changed: (session) => store.sessionChanged(session as unknown as SessionData),
+      });
+    }
     if (
       !options.forRoutes?.length &&
       !options.exclude?.length &&
