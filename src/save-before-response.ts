@@ -63,7 +63,14 @@ export function installSaveBeforeResponse(adapter: HttpServer, sessions: Session
       return reply.call(this, response, body, status);
     }
     const session = req.session as SavableSession | null | undefined;
-    if (!session || !sessions.changed(session)) return reply.call(this, response, body, status);
+    if (
+      !session ||
+      // (@fastify/session leaves a plain object on requests outside the cookie's path.)
+      typeof session.save !== 'function' ||
+      !sessions.changed(session)
+    ) {
+      return reply.call(this, response, body, status);
+    }
     const answered = new Promise<void>((resolve, reject) =>
       session.save((err?: unknown) => (err ? reject(err) : resolve())),
     ).then(

@@ -19,6 +19,9 @@ import {
 import { FastifySessionBridge, type FastifySession } from './fastify-session.bridge';
 import { toFastifySessionOptions } from './fastify-session.options';
 
+/** Marks a Fastify instance on which a connection installed its sessions: the connection's name. */
+const INSTALLED = Symbol.for('nestjs-session-cache:fastify-sessions');
+
 /** A Fastify plugin function as `register()` takes it. */
 type Plugin = (instance: FastifyInstance, options: Record<string, unknown>) => Promise<void>;
 
@@ -84,7 +87,16 @@ export async function installFastifySessions(
     );
   }
   const sessionOptions = toFastifySessionOptions(options.session);
-  const instance = adapter.getInstance() as FastifyInstance;
+  const instance = adapter.getInstance() as FastifyInstance & { [INSTALLED]?: string };
+  if (instance[INSTALLED] !== undefined) {
+    throw new SessionCacheConfigError(
+      `SessionCacheModule connection "${options.name}" cannot install sessions on Fastify: ` +
+        `connection "${instance[INSTALLED]}" did (a Fastify instance has one @fastify/session). ` +
+        'Give the other connections `installMiddleware: false`.',
+    );
+  }
+  // Marked before the first await: the modules' configure() calls run concurrently.
+  instance[INSTALLED] = options.name;
   if (instance.hasPlugin('@fastify/session')) {
     throw new SessionCacheConfigError(
       '@fastify/session is registered already: SessionCacheModule registers it with its store. ' +

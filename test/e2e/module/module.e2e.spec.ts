@@ -356,6 +356,31 @@ describe('SessionCacheModule registration', () => {
       }
     });
 
+    it('one connection installs the sessions; a second one that tries is a clear error', async () => {
+      const module = appModule(
+        SessionCacheModule.forRoot(memcached.url, { session: { secret: SECRET } }),
+        SessionCacheModule.forRoot(memcached.url, { name: 'other', session: { secret: SECRET } }),
+      );
+      const err = await withFastify(module, async () => undefined).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SessionCacheConfigError);
+      expect((err as Error).message).toMatch(
+        /Give the other connections `installMiddleware: false`/,
+      );
+    });
+
+    it("routes outside the cookie's path have no session (@fastify/session's rule), and no error", async () => {
+      const module = appModule(
+        SessionCacheModule.forRoot(memcached.url, {
+          session: { secret: SECRET, cookie: { path: '/read' } },
+        }),
+      );
+      await withFastify(module, async (app) => {
+        // POST /write sets a field on the plain object @fastify/session leaves outside the path.
+        const res = await request(app.getHttpServer()).post('/write').expect(201);
+        expect(res.headers['set-cookie']).toBeUndefined();
+      });
+    });
+
     it('installMiddleware: false registers nothing on the Fastify instance', async () => {
       const module = appModule(
         SessionCacheModule.forRoot(memcached.url, {
