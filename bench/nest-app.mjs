@@ -1,11 +1,11 @@
 // The benchmark's Nest server: the routes and answers of bench/app.mjs in a Nest 12 app on
-// @nestjs/platform-express (Nest's defaults otherwise: its JSON/urlencoded body parsers, its
-// exception filter), plain JavaScript with Nest's decorators applied by hand. Run as a child
-// process by bench/run.mjs:
+// @nestjs/platform-express, or on @nestjs/platform-fastify for the nest-fastify-* variants (Nest's
+// defaults otherwise: its body parsers, its exception filter), plain JavaScript with Nest's
+// decorators applied by hand. Run as a child process by bench/run.mjs:
 //
 //   BENCH_VARIANT=<variant> [BENCH_STORE_URL=<url>] node bench/nest-app.mjs
 //
-// Variants:
+// Variants on Express:
 //   nest-none               no session middleware: the ceiling of the Nest app
 //   nest-memory             app.use(session(…)) with express-session's MemoryStore
 //   nest-connect-memcached  app.use(session(…)) with connect-memcached (BENCH_STORE_URL = host:port)
@@ -13,14 +13,22 @@
 //   nest-lib-hand           app.use(session(…)) with this library's createSessionStore
 //   nest-lib-1, nest-lib-3r2
 //                           SessionCacheModule.forRoot(url, { session }) as the README shows it:
-//                           the module's own middleware and save-before-response interceptor
-// The express-session options are the Express app's (bench/stores.mjs). It listens on a free port
-// of 127.0.0.1 and prints `ready <port>` once it accepts connections.
+//                           the module's own middleware and save-before-response
+// Variants on Fastify:
+//   nest-fastify-none       no session plugin: the ceiling of the Nest Fastify app
+//   nest-fastify-default-store
+//                           @fastify/cookie + @fastify/session registered by hand, with
+//                           @fastify/session's own default (in-memory) store
+//   nest-fastify-lib-1      SessionCacheModule.forRoot(url, { session }), one memcached: the module
+//                           registers @fastify/session on its store
+// The session options are the Express app's (bench/stores.mjs; on Fastify with a secret of 32+
+// characters and @fastify/session's options set to express-session's defaults). It listens on a
+// free port of 127.0.0.1 and prints `ready <port>` once it accepts connections.
 import 'reflect-metadata';
 import { Catch, Controller, Get, HttpCode, HttpException, Module, Post, Req } from '@nestjs/common';
 import { BaseExceptionFilter, NestFactory } from '@nestjs/core';
 import session from 'express-session';
-import { library, makeStore, sessionOptions } from './stores.mjs';
+import { library, makeStore, SECRET, sessionOptions } from './stores.mjs';
 
 const variant = process.env.BENCH_VARIANT;
 const storeUrl = process.env.BENCH_STORE_URL;
@@ -31,8 +39,12 @@ const BY_HAND = {
   'nest-connect-redis': 'connect-redis',
   'nest-lib-hand': 'lib',
 };
-const BY_MODULE = ['nest-lib-1', 'nest-lib-3r2'];
-const VARIANTS = ['nest-none', ...Object.keys(BY_HAND), ...BY_MODULE];
+const BY_MODULE = ['nest-lib-1', 'nest-lib-3r2', 'nest-fastify-lib-1'];
+const FASTIFY = ['nest-fastify-none', 'nest-fastify-default-store', 'nest-fastify-lib-1'];
+const NONE = ['nest-none', 'nest-fastify-none'];
+const VARIANTS = [...NONE, ...Object.keys(BY_HAND), ...BY_MODULE, ...FASTIFY];
+/** @fastify/session signs with secrets of at least 32 characters. */
+const FASTIFY_SECRET = `${SECRET}-on-fastify`;
 
 /** Applies Nest's method decorators (and @Req() on the first parameter) by hand. */
 function route(cls, name, ...decorators) {
@@ -102,6 +114,33 @@ class LoggingExceptionFilter extends BaseExceptionFilter {
 }
 Catch()(LoggingExceptionFilter);
 
+/** The Nest app on the variant's platform. */
+async function createApp(AppModule) {
+  if (!FASTIFY.includes(variant)) {
+    const app = await NestFactory.create(AppModule, { logger: false });
+    const express = app.getHttpAdapter().getInstance();
+    express.disable('x-powered-by');
+    express.disable('etag');
+    return app;
+  }
+  const { FastifyAdapter } = await import('@nestjs/platform-fastify');
+  const app = await NestFactory.create(AppModule, new FastifyAdapter(), { logger: false });
+  if (variant === 'nest-fastify-default-store') {
+    const { default: cookie } = await import('@fastify/cookie');
+    const { default: fastifySession } = await import('@fastify/session');
+    const { store, ...options } = sessionOptions();
+    await app.register(cookie);
+    await app.register(fastifySession, {
+      secret: FASTIFY_SECRET,
+      cookie: { ...options.cookie, secure: false },
+      rolling: options.rolling,
+      saveUninitialized: options.saveUninitialized,
+      store, // undefined: @fastify/session's default in-memory store
+    });
+  }
+  return app;
+}
+
 async function main() {
   if (!VARIANTS.includes(variant)) {
     throw new Error(`unknown BENCH_VARIANT "${variant}" (${VARIANTS.join(', ')})`);
@@ -110,6 +149,7 @@ async function main() {
   if (BY_MODULE.includes(variant)) {
     const options = sessionOptions();
     delete options.store; // the module provides it
+    if (FASTIFY.includes(variant)) options.secret = FASTIFY_SECRET;
     // BENCH_MODULE_OPTIONS (JSON): extra module options, for experiments (e.g. saveBeforeResponse).
     const extra = JSON.parse(process.env.BENCH_MODULE_OPTIONS ?? '{}');
     imports.push(
@@ -119,13 +159,10 @@ async function main() {
   class AppModule {}
   Module({
     imports,
-    controllers: [variant === 'nest-none' ? noneController() : sessionController()],
+    controllers: [NONE.includes(variant) ? noneController() : sessionController()],
   })(AppModule);
 
-  const app = await NestFactory.create(AppModule, { logger: false });
-  const express = app.getHttpAdapter().getInstance();
-  express.disable('x-powered-by');
-  express.disable('etag');
+  const app = await createApp(AppModule);
   app.useGlobalFilters(new LoggingExceptionFilter(app.getHttpAdapter()));
   let close = async () => undefined;
   if (BY_HAND[variant]) {

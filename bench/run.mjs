@@ -344,6 +344,18 @@ const RATIOS = [
     paths: ['read', 'write'],
     metric: 'p99',
   },
+  {
+    a: 'nest-fastify-lib-1',
+    b: 'nest-fastify-default-store',
+    what: "Nest Fastify module / @fastify/session's default store",
+    paths: ['read', 'write'],
+  },
+  {
+    a: 'nest-fastify-lib-1',
+    b: 'nest-lib-1',
+    what: 'Nest module on Fastify / on Express',
+    paths: ['read', 'write'],
+  },
 ];
 
 function ratios(rows, variants) {
@@ -386,7 +398,10 @@ function markdown(opts, env, rows, variants, computed) {
       `${env.packages['express-session']}, memjs ${env.packages.memjs}, connect-memcached ` +
       `${env.packages['connect-memcached']}, connect-redis ${env.packages['connect-redis']}, ` +
       `redis ${env.packages.redis}, @nestjs/core ${env.packages['@nestjs/core']}, ` +
-      `@nestjs/platform-express ${env.packages['@nestjs/platform-express']}.`,
+      `@nestjs/platform-express ${env.packages['@nestjs/platform-express']}, ` +
+      `@nestjs/platform-fastify ${env.packages['@nestjs/platform-fastify']}, fastify ` +
+      `${env.packages.fastify}, @fastify/session ${env.packages['@fastify/session']}, ` +
+      `@fastify/cookie ${env.packages['@fastify/cookie']}.`,
     '',
     '| path | app | variant | req/s (median) | min–max | × none | p50 ms | p99 ms | store cmds/req |',
     '|---|---|---|---:|---:|---:|---:|---:|---:|',
@@ -405,9 +420,10 @@ function markdown(opts, env, rows, variants, computed) {
   lines.push(
     '',
     'app: express is bench/app.mjs (plain Express), nest is bench/nest-app.mjs (Nest on ' +
-      '@nestjs/platform-express). req/s: successful responses per second, median over rounds ' +
+      '@nestjs/platform-express), nest-fastify the same app on @nestjs/platform-fastify. ' +
+      'req/s: successful responses per second, median over rounds ' +
       '(min–max: slowest and fastest round). × none: median req/s divided by the median of the ' +
-      "same app's variant without session middleware (none, nest-none) on the same path. p50/p99: autocannon latency percentiles, median over rounds. store " +
+      "same app's variant without session middleware (none, nest-none, nest-fastify-none) on the same path. p50/p99: autocannon latency percentiles, median over rounds. store " +
       'cmds/req: commands counted by the store servers (memcached `stats`: every cmd_* plus ' +
       "delete/incr/decr hits and misses, summed over all of the variant's nodes; redis: " +
       '`INFO commandstats` calls) during the measurements, divided by the responses.',

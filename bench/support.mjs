@@ -224,6 +224,10 @@ export function environment() {
         'redis',
         '@nestjs/core',
         '@nestjs/platform-express',
+        '@nestjs/platform-fastify',
+        'fastify',
+        '@fastify/session',
+        '@fastify/cookie',
       ].map((name) => [name, packageVersion(name)]),
     ),
   };

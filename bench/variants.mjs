@@ -4,10 +4,14 @@
 import { join } from 'node:path';
 import { root, startMemcached, startRedis } from './support.mjs';
 
-/** The two apps; `none` is the variant without sessions that the other rows are compared with. */
+/**
+ * The apps; `none` is the variant without sessions that the other rows are compared with. The
+ * Nest app runs on Express (`nest`) or on Fastify (`nest-fastify`), one script for both.
+ */
 export const APPS = {
   express: { script: join(root, 'bench', 'app.mjs'), none: 'none' },
   nest: { script: join(root, 'bench', 'nest-app.mjs'), none: 'nest-none' },
+  'nest-fastify': { script: join(root, 'bench', 'nest-app.mjs'), none: 'nest-fastify-none' },
 };
 
 /**
@@ -29,10 +33,13 @@ export const VARIANTS = {
   'nest-lib-3r2': { app: 'nest', backend: 'lib-3r2' },
   'nest-connect-memcached': { app: 'nest', backend: 'connect-memcached' },
   'nest-connect-redis': { app: 'nest', backend: 'redis' },
+  'nest-fastify-none': { app: 'nest-fastify', backend: null },
+  'nest-fastify-default-store': { app: 'nest-fastify', backend: null },
+  'nest-fastify-lib-1': { app: 'nest-fastify', backend: 'lib-1' },
 };
 export const ALL_VARIANTS = Object.keys(VARIANTS);
 
-/** True for the variants without session middleware (`none`, `nest-none`). */
+/** True for the variants without session middleware (`none`, `nest-none`, `nest-fastify-none`). */
 export const isNone = (name) => APPS[VARIANTS[name].app].none === name;
 
 /**

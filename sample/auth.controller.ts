@@ -8,7 +8,6 @@ import {
   Res,
   UseGuards,
 } from '@nestjs/common';
-import type { Request, Response } from 'express';
 import { SessionStore } from '../src';
 import {
   destroy,
@@ -18,6 +17,7 @@ import {
   sessionOf,
   SessionUser,
 } from './session';
+import type { SampleRequest, SampleResponse } from './session';
 
 interface LoginBody {
   username?: unknown;
@@ -33,7 +33,10 @@ export class AuthController {
    */
   @Post('login')
   @HttpCode(200)
-  async login(@Req() req: Request, @Body() body: LoginBody = {}): Promise<{ user: SessionUser }> {
+  async login(
+    @Req() req: SampleRequest,
+    @Body() body: LoginBody = {},
+  ): Promise<{ user: SessionUser }> {
     const username = typeof body.username === 'string' ? body.username.trim() : '';
     if (username === '' || username.length > 64) {
       throw new BadRequestException('username must be a non-empty string of at most 64 characters');
@@ -48,8 +51,8 @@ export class AuthController {
   @Post('logout')
   @HttpCode(200)
   async logout(
-    @Req() req: Request,
-    @Res({ passthrough: true }) res: Response,
+    @Req() req: SampleRequest,
+    @Res({ passthrough: true }) res: SampleResponse,
   ): Promise<{ loggedOut: true }> {
     await destroy(req);
     res.clearCookie(SESSION_COOKIE, { path: '/' });
@@ -64,8 +67,8 @@ export class AuthController {
   @HttpCode(200)
   @UseGuards(LoggedInGuard)
   async logoutEverywhere(
-    @Req() req: Request,
-    @Res({ passthrough: true }) res: Response,
+    @Req() req: SampleRequest,
+    @Res({ passthrough: true }) res: SampleResponse,
   ): Promise<{ sessions: number }> {
     const sessions = await this.store.destroyUserSessions(sessionOf(req).user!.username);
     res.clearCookie(SESSION_COOKIE, { path: '/' });

@@ -1,13 +1,13 @@
 import { Controller, Get, HttpCode, Post, Req, UseGuards } from '@nestjs/common';
-import type { Request } from 'express';
 import { LoggedInGuard, sessionOf, SessionUser } from './session';
+import type { SampleRequest } from './session';
 
 @Controller()
 export class MeController {
   /** The logged-in user and the rest of the session's data; 401 when not logged in. */
   @Get('me')
   @UseGuards(LoggedInGuard)
-  me(@Req() req: Request): { user: SessionUser; visits: number } {
+  me(@Req() req: SampleRequest): { user: SessionUser; visits: number } {
     const session = sessionOf(req);
     return { user: session.user!, visits: session.visits ?? 0 };
   }
@@ -18,7 +18,7 @@ export class MeController {
    */
   @Post('visits')
   @HttpCode(200)
-  visit(@Req() req: Request): { visits: number } {
+  visit(@Req() req: SampleRequest): { visits: number } {
     const session = sessionOf(req);
     session.visits = (session.visits ?? 0) + 1;
     return { visits: session.visits };

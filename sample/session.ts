@@ -1,6 +1,5 @@
 import { CanActivate, ExecutionContext, Injectable, UnauthorizedException } from '@nestjs/common';
-import type { Request } from 'express';
-import type { Session, SessionData } from 'express-session';
+import type { SessionData } from 'express-session';
 
 /** Name of the sample's session cookie (express-session's default is `connect.sid`). */
 export const SESSION_COOKIE = 'sample.sid';
@@ -20,24 +19,41 @@ export interface SampleSessionData extends SessionData {
   visits?: number;
 }
 
-export type SampleSession = Session & Partial<SampleSessionData>;
+/**
+ * The session as the sample uses it, on either platform: express-session's and @fastify/session's
+ * sessions both take fields, and callback `regenerate()` and `destroy()`.
+ */
+export type SampleSession = Partial<SampleSessionData> & {
+  regenerate(callback: (err?: unknown) => void): void;
+  destroy(callback: (err?: unknown) => void): void;
+};
+
+/** The request of either platform (Express's, or Fastify's), as far as the sample goes. */
+export interface SampleRequest {
+  session?: SampleSession | null;
+}
+
+/** What the sample does with the response of either platform: clear a cookie. */
+export interface SampleResponse {
+  clearCookie(name: string, options: { path: string }): unknown;
+}
 
 /** The request's session, typed with the sample's fields. */
-export function sessionOf(req: Request): SampleSession {
+export function sessionOf(req: SampleRequest): SampleSession {
   return req.session as SampleSession;
 }
 
 /** `req.session.regenerate()` as a promise: a new id, the old session deleted from memcached. */
-export function regenerate(req: Request): Promise<SampleSession> {
+export function regenerate(req: SampleRequest): Promise<SampleSession> {
   return new Promise((resolve, reject) =>
-    req.session.regenerate((err: unknown) => (err ? reject(err) : resolve(sessionOf(req)))),
+    sessionOf(req).regenerate((err: unknown) => (err ? reject(err) : resolve(sessionOf(req)))),
   );
 }
 
 /** `req.session.destroy()` as a promise: the session deleted from memcached. */
-export function destroy(req: Request): Promise<void> {
+export function destroy(req: SampleRequest): Promise<void> {
   return new Promise((resolve, reject) =>
-    req.session.destroy((err: unknown) => (err ? reject(err) : resolve())),
+    sessionOf(req).destroy((err: unknown) => (err ? reject(err) : resolve())),
   );
 }
 
@@ -45,9 +61,9 @@ export function destroy(req: Request): Promise<void> {
 @Injectable()
 export class LoggedInGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
-    const req = context.switchToHttp().getRequest<Request>();
+    const req = context.switchToHttp().getRequest<SampleRequest>();
     // `req.session` is missing only when the library runs with `onUnavailable: 'proceed'`.
-    const session = req.session as SampleSession | undefined;
+    const session = req.session;
     if (!session?.user) throw new UnauthorizedException('Not logged in');
     return true;
   }

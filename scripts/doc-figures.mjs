@@ -51,7 +51,8 @@ function render(group) {
     '| Scenario | Claim (asserted by the test) | Last measured |',
     '| --- | --- | --- |',
   ];
-  for (const f of group) rows.push(`| ${f.scenario} | ${claimOf(f)} | ${show(f.value)} ${f.unit} |`);
+  for (const f of group)
+    rows.push(`| ${f.scenario} | ${claimOf(f)} | ${show(f.value)} ${f.unit} |`);
   return rows.join('\n');
 }
 
@@ -61,11 +62,18 @@ const claims = (table) =>
     .trim()
     .split('\n')
     .slice(2)
-    .map((row) => row.split('|').slice(1, 3).map((cell) => cell.trim()).join(' | '));
+    .map((row) =>
+      row
+        .split('|')
+        .slice(1, 3)
+        .map((cell) => cell.trim())
+        .join(' | '),
+    );
 
 const docs = ['README.md'];
 if (existsSync(join(root, 'docs'))) {
-  for (const f of readdirSync(join(root, 'docs')).sort()) if (f.endsWith('.md')) docs.push(`docs/${f}`);
+  for (const f of readdirSync(join(root, 'docs')).sort())
+    if (f.endsWith('.md')) docs.push(`docs/${f}`);
 }
 const BLOCK = /(<!-- figures:([\w-]+) -->\n)([\s\S]*?)(\n<!-- \/figures:\2 -->)/g;
 const problems = [];
@@ -82,7 +90,10 @@ for (const doc of docs) {
       return all;
     }
     for (const f of group) {
-      if (!met(f)) problems.push(`${where}: "${f.scenario}" measured ${show(f.value)} ${f.unit}, claim ${claimOf(f)}`);
+      if (!met(f))
+        problems.push(
+          `${where}: "${f.scenario}" measured ${show(f.value)} ${f.unit}, claim ${claimOf(f)}`,
+        );
     }
     const table = render(group);
     if (mode === '--check' && claims(body).join('\n') !== claims(table).join('\n')) {

@@ -2,7 +2,8 @@
 // given (A: the general cache, B: the sessions), runs the app, and stops everything on exit.
 //
 // Environment: GENERAL_MEMCACHED_URL, SESSION_MEMCACHED_URL (memcached://host:port; started here
-// when missing), SESSION_SECRET (random when missing), PORT (default 3000).
+// when missing), SESSION_SECRET (random when missing), PORT (default 3000), SAMPLE_PLATFORM
+// (express, the default, or fastify; `npm run sample -- --fastify` sets it).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -104,7 +105,28 @@ function walkthrough(port) {
 `);
 }
 
+/** The platform Nest runs on: --fastify / --express, else SAMPLE_PLATFORM, else express. */
+function platform() {
+  const flags = process.argv.slice(2);
+  const unknown = flags.filter((f) => f !== '--fastify' && f !== '--express');
+  if (unknown.length > 0) {
+    console.error(
+      `[sample] unknown argument(s): ${unknown.join(' ')} (use --fastify or --express)`,
+    );
+    process.exit(1);
+  }
+  if (flags.includes('--fastify')) return 'fastify';
+  if (flags.includes('--express')) return 'express';
+  const chosen = process.env.SAMPLE_PLATFORM ?? 'express';
+  if (chosen !== 'express' && chosen !== 'fastify') {
+    console.error(`[sample] SAMPLE_PLATFORM must be express or fastify, got "${chosen}"`);
+    process.exit(1);
+  }
+  return chosen;
+}
+
 async function main() {
+  const nestPlatform = platform();
   compile();
   const generalUrl = await memcachedUrl('GENERAL_MEMCACHED_URL', 'A', 'general cache');
   const sessionUrl = await memcachedUrl('SESSION_MEMCACHED_URL', 'B', 'sessions');
@@ -116,6 +138,9 @@ async function main() {
     say('will not survive a restart). Set SESSION_SECRET to keep them.');
   }
   const port = process.env.PORT ?? '3000';
+  say(
+    `Nest on ${nestPlatform} (${nestPlatform === 'fastify' ? '@fastify/session' : 'express-session'})`,
+  );
 
   // Own process group: a Ctrl+C in the terminal reaches the app once, through the handler above.
   app = spawn(process.execPath, [join(root, 'dist-sample/sample/main.js')], {
@@ -128,6 +153,7 @@ async function main() {
       SESSION_MEMCACHED_URL: sessionUrl,
       SESSION_SECRET: secret,
       PORT: port,
+      SAMPLE_PLATFORM: nestPlatform,
     },
   });
   const exited = once(app, 'exit');

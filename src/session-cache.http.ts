@@ -27,18 +27,41 @@ export function isUnavailable(err: unknown): boolean {
 }
 
 /**
+ * The response object of either HTTP platform: Node's `ServerResponse` (Express's response is
+ * one), or a Fastify reply (`reply.header()`, `reply.sent`, the Node response as `reply.raw`).
+ */
+export type HttpResponse =
+  | Pick<ServerResponse, 'setHeader' | 'headersSent'>
+  | {
+      readonly sent: boolean;
+      readonly raw: Pick<ServerResponse, 'headersSent'>;
+      header(name: string, value: string): unknown;
+    };
+
+/** Whether the response's headers are written already (no header can be added). */
+export function headersSent(res: HttpResponse): boolean {
+  return 'setHeader' in res ? res.headersSent : res.sent || res.raw.headersSent;
+}
+
+/** Sets a response header on either platform. */
+export function setResponseHeader(res: HttpResponse, name: string, value: string): void {
+  if ('setHeader' in res) res.setHeader(name, value);
+  else res.header(name, value);
+}
+
+/**
  * Sets `Retry-After` (whole seconds, at least 1: when the library next tries the server that
  * failed) on a response that is about to answer 503 because of `err`. Other errors: nothing.
  */
 export function setRetryAfter(
-  res: Pick<ServerResponse, 'setHeader' | 'headersSent'> | undefined,
+  res: HttpResponse | undefined,
   client: SessionCache,
   err: unknown,
 ): void {
-  if (!res || res.headersSent) return;
+  if (!res || headersSent(res)) return;
   const status = toHttpException(err).getStatus();
   if (status !== 503) return;
-  res.setHeader('Retry-After', String(client.retryAfterSeconds(err)));
+  setResponseHeader(res, 'Retry-After', String(client.retryAfterSeconds(err)));
 }
 
 /**

@@ -10,8 +10,10 @@ import { SESSION_HTTP_CONTEXT } from './session-cache.http';
 import { getSessionStoreToken, ResolvedSessionCacheOptions } from './session-cache.providers';
 import { createSessionHandler, SessionMiddleware } from './session.middleware';
 import { installSaveBeforeResponse } from './save-before-response';
+import { installFastifySessions } from './fastify/fastify-sessions';
 import type { SessionHttpContext } from './session.middleware';
 import { SessionCacheExceptionFilter } from './session-cache.filter';
+import type { SessionData } from 'express-session';
 import type { SessionStore } from './session.store';
 
 /**
@@ -20,8 +22,9 @@ import type { SessionStore } from './session.store';
  * ```ts
  * SessionCacheModule.forRoot('memcached://10.0.0.5:11212', { session: { secret } })
  * ```
- * registers the session memcached client (inject it with `@InjectSessionCache()`), an
- * express-session store on it (`SessionStore`), and the session middleware for all routes.
+ * registers the session memcached client (inject it with `@InjectSessionCache()`), a session
+ * store on it (`SessionStore`), and the session layer for all routes: express-session on Nest's
+ * Express platform, @fastify/session (with @fastify/cookie) on its Fastify platform.
  */
 @Module({})
 export class SessionCacheModule implements NestModule {
@@ -70,11 +73,23 @@ export class SessionCacheModule implements NestModule {
     };
   }
 
-  configure(consumer: MiddlewareConsumer): void {
+  async configure(consumer: MiddlewareConsumer): Promise<void> {
     const { options, store } = this.context;
     if (!options.installMiddleware) return;
     const adapter = this.adapterHost.httpAdapter;
-    if (options.saveBeforeResponse) installSaveBeforeResponse(adapter, store);
+    if (adapter.getType() === 'fastify') {
+      // @fastify/session on the same store, registered on the Fastify instance before Nest adds
+      // the routes (Nest awaits configure() before it registers them).
+      await installFastifySessions(adapter, this.context);
+      return;
+    }
+    if (options.saveBeforeResponse) {
+      installSaveBeforeResponse(adapter, {
+        store,
+        client: store.client,
+        changed: (session) => store.sessionChanged(session as unknown as SessionData),
+      });
+    }
     if (
       !options.forRoutes?.length &&
       !options.exclude?.length &&

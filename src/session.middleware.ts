@@ -4,6 +4,7 @@ import session from 'express-session';
 import { logger, ResolvedSessionCacheOptions } from './session-cache.providers';
 import {
   errorSummary,
+  type HttpResponse,
   isUnavailable,
   SESSION_HTTP_CONTEXT,
   setRetryAfter,
@@ -12,6 +13,7 @@ import {
 } from './session-cache.http';
 import { SessionCacheConfigError, SessionCacheError } from './session-cache.errors';
 import type { SessionStore } from './session.store';
+import type { SessionCache } from './memcached/session-cache.client';
 
 /** What the middleware and the interceptor of one connection share. */
 export interface SessionHttpContext {
@@ -149,21 +151,38 @@ export function deferSessionError(
   err: unknown,
   store: SessionStore,
 ): void {
-  const settle = () => {
-    Object.defineProperty(req, 'session', {
-      value: undefined,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  };
+  deferSession(req, res, err, store.client);
+  // Wrapped after express-session wrapped them, so these run first.
+  const { end, writeHead } = res;
+  res.end = function (this: Response, ...args: unknown[]) {
+    settleDeferredSession(req);
+    return (end as (...a: unknown[]) => Response).apply(this, args);
+  } as Response['end'];
+  res.writeHead = function (this: Response, ...args: unknown[]) {
+    settleDeferredSession(req);
+    return (writeHead as (...a: unknown[]) => Response).apply(this, args);
+  } as Response['writeHead'];
+}
+
+/**
+ * The platform-neutral half of {@link deferSessionError}: marks `req` (see
+ * {@link sessionUnavailable}) and makes `req.session` throw `err`'s HTTP exception on first use
+ * (setting `Retry-After` on `res` for a 503); assigning it replaces the getter. The caller must
+ * call {@link settleDeferredSession} before the session layer's end-of-request code reads it.
+ */
+export function deferSession(
+  req: object,
+  res: HttpResponse,
+  err: unknown,
+  client: SessionCache,
+): void {
   Object.defineProperty(req, SESSION_UNAVAILABLE, { value: err, configurable: true });
   // Not enumerable: spreading or inspecting the request does not count as using the session.
   Object.defineProperty(req, 'session', {
     enumerable: false,
     configurable: true,
     get() {
-      setRetryAfter(res, store.client, err);
+      setRetryAfter(res, client, err);
       throw toHttpException(err);
     },
     set(value: unknown) {
@@ -175,14 +194,14 @@ export function deferSessionError(
       });
     },
   });
-  // Wrapped after express-session wrapped them, so these run first.
-  const { end, writeHead } = res;
-  res.end = function (this: Response, ...args: unknown[]) {
-    settle();
-    return (end as (...a: unknown[]) => Response).apply(this, args);
-  } as Response['end'];
-  res.writeHead = function (this: Response, ...args: unknown[]) {
-    settle();
-    return (writeHead as (...a: unknown[]) => Response).apply(this, args);
-  } as Response['writeHead'];
+}
+
+/** Makes `req.session` plain `undefined` (no session, nothing to save, no cookie to set). */
+export function settleDeferredSession(req: object): void {
+  Object.defineProperty(req, 'session', {
+    value: undefined,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
 }

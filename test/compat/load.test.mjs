@@ -50,6 +50,30 @@ describe('built package on Nest 12', () => {
         'the library uses the same @nestjs/core as the app',
       );
       await assertSessionRoundTrip(result, memcached);
+      if (loader === 'require') {
+        assert.deepEqual(
+          result.fastifyPackagesLoaded,
+          [],
+          'an Express app loads no Fastify package',
+        );
+      }
     });
   }
+
+  test("on Nest's Fastify platform (app-fastify.cjs): boots, session round-trips", async () => {
+    const result = resultOf(
+      await run(process.execPath, [path.join(fixtures, 'app-fastify.cjs'), memcached.url], {
+        cwd: repoRoot,
+      }),
+    );
+    assert.equal(result.platform, 'fastify');
+    assert.equal(result.entry, path.join(repoRoot, 'dist', 'index.js'));
+    // The same cookie as express-session's (`s:` + the signed id), not URL-encoded by @fastify/cookie.
+    await assertSessionRoundTrip(result, memcached, { cookie: /^connect\.sid=s:/ });
+    assert.equal(result.loaded['@fastify/session'], true);
+    assert.equal(result.loaded['@fastify/cookie'], true);
+    // SessionStore extends express-session's Store class, so the module loads it (only the class:
+    // its middleware never runs on Fastify).
+    assert.equal(result.loaded['express-session'], true);
+  });
 });

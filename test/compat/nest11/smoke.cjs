@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const path = require('node:path');
 const common = require('@nestjs/common');
 const core = require('@nestjs/core');
-const { SessionCacheModule } = require('nestjs-session-cache');
+const { SessionCacheModule, SessionStore } = require('nestjs-session-cache');
 const { sessionRoundTrip } = require('../fixtures/round-trip.cjs');
 
 async function main() {
@@ -25,7 +25,7 @@ async function main() {
     peers[name] = path.relative(__dirname, require.resolve(name, fromLibrary));
   }
 
-  const result = await sessionRoundTrip({ common, core, SessionCacheModule }, url);
+  const result = await sessionRoundTrip({ common, core, SessionCacheModule, SessionStore }, url);
   console.log(
     'RESULT ' +
       JSON.stringify({

@@ -15,13 +15,24 @@ import {
 } from '@nestjs/common';
 import type { DynamicModule } from '@nestjs/common';
 import { CacheModule } from '@nestjs/cache-manager';
-import type { Request } from 'express';
 import { InjectSessionCache, SessionCache, SessionCacheModule, SessionStore } from '../../../src';
 import type { SessionCacheOptions } from '../../../src';
+import { SECRET } from '../../support/platform';
 
 /** The fields this scenario keeps in the session. */
 type Fields = { user?: string; visits?: number; blob?: string };
-type SessionRequest = Request & { session: Request['session'] & Fields };
+
+/**
+ * The request as the handlers use it, on either platform: express-session's and
+ * @fastify/session's sessions both have callback `regenerate()` and `destroy()`, and fields set
+ * on them are saved.
+ */
+interface SessionRequest {
+  session: Fields & {
+    regenerate(callback: (err?: unknown) => void): void;
+    destroy(callback: (err?: unknown) => void): void;
+  };
+}
 
 /** Lets a test hold a request inside its handler and release it later. */
 @Injectable()
@@ -151,6 +162,27 @@ export class CoreController {
   }
 }
 
+/** Logout everywhere and clear, through the injected store. */
+@Controller('admin')
+export class AdminController {
+  constructor(private readonly store: SessionStore) {}
+
+  /** Destroys every session of the logged-in user (needs the `userId` option). */
+  @Post('logout-everywhere')
+  @HttpCode(200)
+  @UseGuards(LoggedIn)
+  async logoutEverywhere(@Req() req: SessionRequest) {
+    return { sessions: await this.store.destroyUserSessions(req.session.user!) };
+  }
+
+  /** Ends every session of this store, without flush_all. */
+  @Post('clear')
+  @HttpCode(204)
+  async clear() {
+    await this.store.clearSessions();
+  }
+}
+
 /** The scenario app: the general cache (in memory here) next to the session memcached. */
 export function coreModule(url: string, options: Partial<SessionCacheOptions> = {}): DynamicModule {
   return {
@@ -159,10 +191,10 @@ export function coreModule(url: string, options: Partial<SessionCacheOptions> = 
       CacheModule.register(),
       SessionCacheModule.forRoot(url, {
         ...options,
-        session: { secret: 'core-e2e-secret', ...options.session },
+        session: { secret: SECRET, ...options.session },
       }),
     ],
-    controllers: [CoreController],
+    controllers: [CoreController, AdminController],
     providers: [Gate, SessionInfo],
   };
 }

@@ -3,6 +3,7 @@ import type { DynamicModule } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { SessionCacheModule } from '../../../src';
 import { SessionCacheHealthIndicator } from '../../../src/health';
+import { SECRET } from '../../support/platform';
 
 /** The name of the second (named) connection of the scenario, when it has one. */
 export const ARCHIVE = 'archive';
@@ -41,7 +42,7 @@ export function healthModule(url: string, archiveUrl?: string): DynamicModule {
   return {
     module: class HealthAppModule {},
     imports: [
-      SessionCacheModule.forRoot(url, { session: { secret: 'health-e2e-secret' } }),
+      SessionCacheModule.forRoot(url, { session: { secret: SECRET } }),
       ...(archiveUrl
         ? [
             SessionCacheModule.forRoot(archiveUrl, {

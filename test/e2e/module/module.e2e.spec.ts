@@ -18,6 +18,8 @@ import {
 import type { SessionCacheModuleOptions, SessionCacheOptionsFactory } from '../../../src';
 import { cookieFrom } from '../../support/http';
 import { MemcachedProcess } from '../../support/memcached.mjs';
+import { SECRET } from '../../support/platform';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 
 @Controller()
 class PingController {
@@ -287,6 +289,110 @@ describe('SessionCacheModule registration', () => {
       } finally {
         await other.kill();
       }
+    });
+  });
+
+  describe('on Fastify', () => {
+    /** Boots `module` on Nest's Fastify platform, runs `test`, closes the app whatever happens. */
+    async function withFastify(
+      module: DynamicModule,
+      test: (app: INestApplication) => Promise<void>,
+    ): Promise<void> {
+      const ref = await Test.createTestingModule({ imports: [module] }).compile();
+      const app = ref.createNestApplication(new FastifyAdapter(), { logger: false });
+      try {
+        await app.init();
+        await (app.getHttpAdapter().getInstance() as { ready(): Promise<unknown> }).ready();
+        await test(app);
+      } finally {
+        await app.close();
+      }
+    }
+
+    it('forRoot and forRootAsync wire @fastify/session to the store', async () => {
+      await withFastify(
+        appModule(SessionCacheModule.forRoot(memcached.url, { session: { secret: SECRET } })),
+        expectRoundTrip,
+      );
+      await withFastify(
+        appModule(
+          SessionCacheModule.forRootAsync({
+            useFactory: () => ({ url: memcached.url, session: { secret: SECRET }, prefix: 'fy:' }),
+          }),
+        ),
+        async (app) => {
+          expect(app.get(SessionStore).prefix).toBe('fy:');
+          await expectRoundTrip(app);
+        },
+      );
+    });
+
+    it.each([
+      ['a short secret', { secret: 'too-short' }, /needs at least 32 characters.*has 9/],
+      [
+        'a short secret in the array',
+        { secret: [SECRET, 'old-short-one'] },
+        /at least 32 characters.*1 of its 2 secrets/,
+      ],
+      ['a cookie function', { secret: SECRET, cookie: () => ({}) }, /cannot be a function/],
+      ['resave: true', { secret: SECRET, resave: true }, /resave: true is not supported/],
+    ])('refuses what @fastify/session cannot honour: %s', async (_what, session, message) => {
+      const module = appModule(SessionCacheModule.forRoot(memcached.url, { session } as never));
+      const err = await withFastify(module, async () => undefined).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SessionCacheConfigError);
+      expect((err as Error).message).toMatch(message);
+    });
+
+    it('refuses forRoutes and exclude, which @fastify/session cannot honour', async () => {
+      for (const placement of [{ forRoutes: ['read'] }, { exclude: ['health'] }]) {
+        const module = appModule(
+          SessionCacheModule.forRoot(memcached.url, { session: { secret: SECRET }, ...placement }),
+        );
+        const err = await withFastify(module, async () => undefined).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(SessionCacheConfigError);
+        expect((err as Error).message).toMatch(
+          /forRoutes and exclude are not supported on Fastify/,
+        );
+      }
+    });
+
+    it('one connection installs the sessions; a second one that tries is a clear error', async () => {
+      const module = appModule(
+        SessionCacheModule.forRoot(memcached.url, { session: { secret: SECRET } }),
+        SessionCacheModule.forRoot(memcached.url, { name: 'other', session: { secret: SECRET } }),
+      );
+      const err = await withFastify(module, async () => undefined).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SessionCacheConfigError);
+      expect((err as Error).message).toMatch(
+        /Give the other connections `installMiddleware: false`/,
+      );
+    });
+
+    it("routes outside the cookie's path have no session (@fastify/session's rule), and no error", async () => {
+      const module = appModule(
+        SessionCacheModule.forRoot(memcached.url, {
+          session: { secret: SECRET, cookie: { path: '/read' } },
+        }),
+      );
+      await withFastify(module, async (app) => {
+        // POST /write sets a field on the plain object @fastify/session leaves outside the path.
+        const res = await request(app.getHttpServer()).post('/write').expect(201);
+        expect(res.headers['set-cookie']).toBeUndefined();
+      });
+    });
+
+    it('installMiddleware: false registers nothing on the Fastify instance', async () => {
+      const module = appModule(
+        SessionCacheModule.forRoot(memcached.url, {
+          session: { secret: SECRET },
+          installMiddleware: false,
+        }),
+      );
+      await withFastify(module, async (app) => {
+        const fastify = app.getHttpAdapter().getInstance() as { hasPlugin(name: string): boolean };
+        expect(fastify.hasPlugin('@fastify/session')).toBe(false);
+        await request(app.getHttpServer()).get('/read').expect(200, { hasSession: false, n: null });
+      });
     });
   });
 

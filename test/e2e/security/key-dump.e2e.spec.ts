@@ -12,6 +12,7 @@ import { cookieFrom, sessionIdOf } from '../../support/http';
 import { CapturingLogger } from '../../support/logger';
 import { MemcachedProcess } from '../../support/memcached.mjs';
 import { dumpKeys } from '../../support/metadump';
+import { createApp, type Platform, PLATFORMS } from '../../support/platform';
 import { coreModule } from '../core/core.module';
 
 /** Field names the core app keeps in every session. */
@@ -32,7 +33,10 @@ interface Dump {
  * Boots the core app on a fresh memcached, logs users in (each one first with an anonymous session
  * that the login replaces), counts visits, then dumps every key and value of that memcached.
  */
-async function loginAndDump(options: Partial<SessionCacheOptions>): Promise<Dump> {
+async function loginAndDump(
+  platform: Platform,
+  options: Partial<SessionCacheOptions>,
+): Promise<Dump> {
   const memcached = await MemcachedProcess.start();
   const logger = new CapturingLogger();
   let app: INestApplication | undefined;
@@ -40,8 +44,7 @@ async function loginAndDump(options: Partial<SessionCacheOptions>): Promise<Dump
     const moduleRef = await Test.createTestingModule({
       imports: [coreModule(memcached.url, options)],
     }).compile();
-    app = moduleRef.createNestApplication({ logger });
-    await app.init();
+    app = await createApp(moduleRef, platform, { logger });
     const server = app.getHttpServer();
     const userNames = ['ada-lovelace', 'grace-hopper', 'alan-turing', 'barbara-liskov'].map(
       (name) => `${name}-${randomBytes(4).toString('hex')}`,
@@ -98,29 +101,35 @@ function clearTextInValues(dump: Dump): string[] {
   return [...found];
 }
 
-describe('key dump of the session memcached after logins', () => {
-  it('encryption on: no key holds a session id, no value holds a user name or field name', async () => {
-    const dump = await loginAndDump({ encryptionKeys: [randomBytes(32)] });
-    // Every logged-in session is in the dump, under its hashed key.
-    for (const id of dump.sessionIds) expect(dump.values.has(dump.store.key(id))).toBe(true);
-    // The anonymous sessions the logins replaced are gone (no fixation).
-    for (const id of dump.preLoginIds) expect(dump.keys).not.toContain(dump.store.key(id));
-    expect(keysWithSessionIds(dump)).toEqual([]);
-    expect(clearTextInValues(dump)).toEqual([]);
-    for (const id of [...dump.sessionIds, ...dump.preLoginIds]) expect(dump.logs).not.toContain(id);
-  });
+describe.each(PLATFORMS)('on %s', (platform) => {
+  describe('key dump of the session memcached after logins', () => {
+    it('encryption on: no key holds a session id, no value holds a user name or field name', async () => {
+      const dump = await loginAndDump(platform, { encryptionKeys: [randomBytes(32)] });
+      // Every logged-in session is in the dump, under its hashed key.
+      for (const id of dump.sessionIds) expect(dump.values.has(dump.store.key(id))).toBe(true);
+      // The anonymous sessions the logins replaced are gone (no fixation).
+      for (const id of dump.preLoginIds) expect(dump.keys).not.toContain(dump.store.key(id));
+      expect(keysWithSessionIds(dump)).toEqual([]);
+      expect(clearTextInValues(dump)).toEqual([]);
+      for (const id of [...dump.sessionIds, ...dump.preLoginIds])
+        expect(dump.logs).not.toContain(id);
+    });
 
-  it('encryption off (control): the values show every user name and field in clear text', async () => {
-    const dump = await loginAndDump({});
-    for (const id of dump.sessionIds) expect(dump.values.has(dump.store.key(id))).toBe(true);
-    // Keys are still hashed by default.
-    expect(keysWithSessionIds(dump)).toEqual([]);
-    expect(clearTextInValues(dump).sort()).toEqual([...dump.userNames, ...FIELDS].sort());
-  });
+    it('encryption off (control): the values show every user name and field in clear text', async () => {
+      const dump = await loginAndDump(platform, {});
+      for (const id of dump.sessionIds) expect(dump.values.has(dump.store.key(id))).toBe(true);
+      // Keys are still hashed by default.
+      expect(keysWithSessionIds(dump)).toEqual([]);
+      expect(clearTextInValues(dump).sort()).toEqual([...dump.userNames, ...FIELDS].sort());
+    });
 
-  it('hashKeys: false (control): the keys show the session ids', async () => {
-    const dump = await loginAndDump({ hashKeys: false, encryptionKeys: [randomBytes(32)] });
-    expect(keysWithSessionIds(dump).length).toBe(dump.sessionIds.length);
-    expect(clearTextInValues(dump)).toEqual([]);
+    it('hashKeys: false (control): the keys show the session ids', async () => {
+      const dump = await loginAndDump(platform, {
+        hashKeys: false,
+        encryptionKeys: [randomBytes(32)],
+      });
+      expect(keysWithSessionIds(dump).length).toBe(dump.sessionIds.length);
+      expect(clearTextInValues(dump)).toEqual([]);
+    });
   });
 });
