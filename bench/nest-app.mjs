@@ -39,7 +39,7 @@ const BY_HAND = {
   'nest-connect-redis': 'connect-redis',
   'nest-lib-hand': 'lib',
 };
-const BY_MODULE = ['nest-lib-1', 'nest-lib-3r2', 'nest-fastify-lib-1'];
+const BY_MODULE = ['nest-lib-1', 'nest-lib-3r2', 'nest-lib-1-tls', 'nest-fastify-lib-1'];
 const FASTIFY = ['nest-fastify-none', 'nest-fastify-default-store', 'nest-fastify-lib-1'];
 const NONE = ['nest-none', 'nest-fastify-none'];
 const VARIANTS = [...NONE, ...Object.keys(BY_HAND), ...BY_MODULE, ...FASTIFY];
@@ -153,7 +153,13 @@ async function main() {
     // BENCH_MODULE_OPTIONS (JSON): extra module options, for experiments (e.g. saveBeforeResponse).
     const extra = JSON.parse(process.env.BENCH_MODULE_OPTIONS ?? '{}');
     imports.push(
-      library().SessionCacheModule.forRoot(storeUrl, { ttl: 3600, ...extra, session: options }),
+      library().SessionCacheModule.forRoot(storeUrl, {
+        ttl: 3600,
+        // nest-lib-1-tls: memcacheds:// to a memcached -Z whose test CA the harness passes here
+        ...(variant === 'nest-lib-1-tls' ? { tls: { ca: process.env.BENCH_TLS_CA } } : {}),
+        ...extra,
+        session: options,
+      }),
     );
   }
   class AppModule {}

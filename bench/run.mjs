@@ -338,6 +338,12 @@ const RATIOS = [
   },
   { a: 'nest-lib-3r2', b: 'nest-lib-1', what: 'Nest module 3 nodes ×2 / 1 node', paths: ['read'] },
   {
+    a: 'nest-lib-1-tls',
+    b: 'nest-lib-1',
+    what: 'Nest module over TLS / over TCP',
+    paths: ['read', 'write'],
+  },
+  {
     a: 'nest-lib-1',
     b: 'nest-connect-redis',
     what: 'Nest module / Nest connect-redis',

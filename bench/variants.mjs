@@ -3,6 +3,8 @@
 // they need, and how to start that backend.
 import { join } from 'node:path';
 import { root, startMemcached, startRedis } from './support.mjs';
+import { makeTestCertificates } from '../test/support/certificates.mjs';
+import { MemcachedProcess } from '../test/support/memcached.mjs';
 
 /**
  * The apps; `none` is the variant without sessions that the other rows are compared with. The
@@ -31,6 +33,7 @@ export const VARIANTS = {
   'nest-lib-hand': { app: 'nest', backend: 'lib-1' },
   'nest-lib-1': { app: 'nest', backend: 'lib-1' },
   'nest-lib-3r2': { app: 'nest', backend: 'lib-3r2' },
+  'nest-lib-1-tls': { app: 'nest', backend: 'lib-1-tls' },
   'nest-connect-memcached': { app: 'nest', backend: 'connect-memcached' },
   'nest-connect-redis': { app: 'nest', backend: 'redis' },
   'nest-fastify-none': { app: 'nest-fastify', backend: null },
@@ -54,6 +57,17 @@ export async function startBackend(cleanup, name) {
     case 'lib-1': {
       const nodes = await startMemcached(cleanup, 1);
       return { url: nodes[0].url, nodes };
+    }
+    case 'lib-1-tls': {
+      // memcached -Z with a test CA made by openssl; the app trusts that CA (BENCH_TLS_CA, which
+      // the server processes inherit from this one).
+      const pki = makeTestCertificates();
+      cleanup.add(() => pki.remove());
+      const node = await MemcachedProcess.start({ memoryMb: 64, tls: pki.memcachedTls() });
+      cleanup.add(() => node.kill());
+      cleanup.pid(() => node.pid);
+      process.env.BENCH_TLS_CA = pki.ca.cert;
+      return { url: node.url, nodes: [node] };
     }
     case 'lib-3r2': {
       const nodes = await startMemcached(cleanup, 3);

@@ -10,6 +10,7 @@
 // last test run. `--check` (CI, right after npm test) fails when a table's scenarios or claims
 // differ from what the tests assert now, or when this run missed a claim. The last column
 // ("last measured") is information: it changes from run to run and is not compared.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,11 +37,12 @@ for (const line of readFileSync(figuresFile, 'utf8').split('\n')) {
 }
 
 const show = (n) => n.toLocaleString('en-US', { maximumFractionDigits: 1 });
+const withUnit = (n, unit) => (unit === '%' ? `${show(n)}%` : `${show(n)} ${unit}`.trim());
 function claimOf(f) {
-  if (f.min !== undefined && f.min === f.max) return `= ${show(f.max)} ${f.unit}`;
+  if (f.min !== undefined && f.min === f.max) return `= ${withUnit(f.max, f.unit)}`;
   const parts = [];
-  if (f.min !== undefined) parts.push(`≥ ${show(f.min)} ${f.unit}`);
-  if (f.max !== undefined) parts.push(`≤ ${show(f.max)} ${f.unit}`);
+  if (f.min !== undefined) parts.push(`≥ ${withUnit(f.min, f.unit)}`);
+  if (f.max !== undefined) parts.push(`≤ ${withUnit(f.max, f.unit)}`);
   return parts.join(', ') || '—';
 }
 const met = (f) =>
@@ -76,6 +78,20 @@ if (existsSync(join(root, 'docs'))) {
     if (f.endsWith('.md')) docs.push(`docs/${f}`);
 }
 const BLOCK = /(<!-- figures:([\w-]+) -->\n)([\s\S]*?)(\n<!-- \/figures:\2 -->)/g;
+/** Blocks that hold a script's whole (deterministic) output: `<!-- output:NAME -->`. */
+const OUTPUT = /(<!-- output:([\w-]+) -->\n)([\s\S]*?)(\n<!-- \/output:\2 -->)/g;
+const BENCH = /(<!-- bench:([\w-]+) -->\n)([\s\S]*?)(\n<!-- \/bench:\2 -->)/g;
+const SCRIPTS = { 'ring-balance': ['scripts/ring-balance.mjs', '--docs'] };
+const outputs = new Map();
+function outputOf(name) {
+  if (!outputs.has(name)) {
+    const [script, ...args] = SCRIPTS[name];
+    const run = spawnSync(process.execPath, [join(root, script), ...args], { encoding: 'utf8' });
+    if (run.status !== 0) throw new Error(`${script} failed: ${run.stderr}`);
+    outputs.set(name, run.stdout.trim());
+  }
+  return outputs.get(name);
+}
 const problems = [];
 let blocks = 0;
 for (const doc of docs) {
@@ -104,9 +120,42 @@ for (const doc of docs) {
     }
     return `${open}${table}${close}`;
   });
-  if (mode === '--write' && next !== text) writeFileSync(file, next);
+  const withOutputs = next.replace(OUTPUT, (all, open, name, body, close) => {
+    blocks++;
+    if (!SCRIPTS[name]) {
+      problems.push(`${doc} (output:${name}): no script of that name`);
+      return all;
+    }
+    const output = outputOf(name);
+    if (mode === '--check' && body.trim() !== output) {
+      problems.push(
+        `${doc} (output:${name}): differs from what ${SCRIPTS[name].join(' ')} prints now; run ` +
+          'npm run docs:figures and commit.',
+      );
+    }
+    return `${open}${output}${close}`;
+  });
+  // <!-- bench:NAME -->: the report of the last `npm run bench -- --out NAME` (bench-results/NAME.md),
+  // written with --write when that file exists; CI cannot re-run the benchmark, so --check only
+  // asks that the block names the run it came from.
+  const withBench = withOutputs.replace(BENCH, (all, open, name, body, close) => {
+    blocks++;
+    const report = join(root, 'bench-results', `${name}.md`);
+    if (mode === '--write' && existsSync(report)) {
+      const text = readFileSync(report, 'utf8')
+        .trim()
+        .replace(/^# .*\n+/, '');
+      return `${open}${text.replace(/^## /gm, '#### ')}${close}`;
+    }
+    if (mode === '--check' && !/commit [0-9a-f]{7}/.test(body)) {
+      problems.push(`${doc} (bench:${name}): the block does not name the commit it measured`);
+    }
+    return all;
+  });
+  if (mode === '--write' && withBench !== text) writeFileSync(file, withBench);
 }
-if (blocks === 0) problems.push('no <!-- figures:… --> table in README.md or docs/');
+if (blocks === 0)
+  problems.push('no <!-- figures:… --> or <!-- output:… --> block in README.md or docs/');
 if (problems.length > 0) {
   console.error(`doc-figures: ${problems.length} problem(s)\n${problems.join('\n')}`);
   process.exit(1);

@@ -151,15 +151,17 @@ if (process.argv.includes('--json')) {
         pct(b.cv, 1),
       ]),
     );
-  console.log(`# Session ring balance (dist/memcached/ring.js)
+  // --docs: the same report as a docs section (docs/scaling.md embeds it; scripts/doc-figures.mjs
+  // writes it there and checks in CI that it is what this script prints).
+  const docs = process.argv.includes('--docs');
+  const h = docs ? '####' : '##';
+  console.log(`${docs ? '' : '# Session ring balance (dist/memcached/ring.js)\n\n'}K = ${K} keys (${report.keyFormat}); servers ${report.servers}.
 
-K = ${K} keys (${report.keyFormat}); servers ${report.servers}.
-
-## 1. Keys per node (primary)
+${h} 1. Keys per node (primary)
 
 ${spreadTable('K/N', balance)}
 
-## 2. Movement when adding one server
+${h} 2. Movement when adding one server
 
 ${table(
   [
@@ -180,7 +182,7 @@ ${table(
   ]),
 )}
 
-## 3. R=${R}: keys held per node (primary or secondary)
+${h} 3. R=${R}: keys held per node (primary or secondary)
 
 ${spreadTable(`${R}K/N`, replicas)}`);
 }

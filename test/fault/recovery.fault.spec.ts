@@ -260,6 +260,7 @@ describe('3 nodes, R=2: a node that comes back is in service at once', () => {
           'R=2, 300 sessions: kill B, restart B, read all once, hang A at once: refused or lost',
         value: tally('refused') + tally('lost'),
         unit: 'sessions',
+        min: 0,
         max: 0,
       });
       expect({ refused: tally('refused'), lost: tally('lost') }).toEqual({ refused: 0, lost: 0 });
@@ -329,7 +330,8 @@ describe('3 nodes, R=2: a node that comes back is in service at once', () => {
           CLIENTS * WRITES -
           (statuses.get(200) ?? 0) +
           counts.filter((c) => c !== WRITES + 1).length,
-        unit: '',
+        unit: 'answers',
+        min: 0,
         max: 0,
       });
       expect(Object.fromEntries(statuses)).toEqual({ 200: CLIENTS * WRITES });
