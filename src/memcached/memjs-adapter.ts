@@ -3,13 +3,14 @@ import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { isError } from '../session-cache.errors';
 import { toMemcachedExpiry } from './expiry';
+import { ensureMemjsInternals } from './memjs-internals';
 import type { MemjsClientInternals, MemjsResponse, MemjsServerInternals } from './memjs-internals';
 import type { MemcachedCredentials } from './url';
 
 /*
  * Everything this library does to memjs beyond its public API is in this file: each adaptation
- * below says which memjs (1.3.2) behaviour it fixes. The internals they rely on are typed in
- * memjs-internals.ts.
+ * below says which memjs (1.3.2) behaviour it fixes. The internals they rely on are listed, and
+ * checked when the first connection is made, in memjs-internals.ts.
  */
 
 export type Callback<T> = (err: Error | null, value: T) => void;
@@ -63,6 +64,7 @@ export class MemjsConnection {
   readonly #handshaking: () => boolean;
 
   constructor(host: string, port: number, options: MemjsConnectionOptions) {
+    ensureMemjsInternals();
     const seconds = options.timeoutSeconds;
     const server = new Server(
       host,
