@@ -1,52 +1,7 @@
-import net from 'node:net';
 import { MemcachedCredentials, MemcachedNode, SessionCacheAuthError } from '../../src';
+import { fakeMemcached } from '../support/fake-memcached';
 import { freePort } from '../support/memcached.mjs';
 import { eventually } from '../support/wait';
-
-/**
- * A fake memcached speaking just enough of the binary protocol: SASL list/auth (refused or
- * accepted) and a miss for every other command.
- */
-async function fakeMemcached(port: number, acceptLogin: boolean) {
-  const sockets = new Set<net.Socket>();
-  /** Opcodes of the commands received after a login (not the SASL ones). */
-  const received: number[] = [];
-  const control = { hang: false };
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('data', (data) => {
-      if (control.hang) return;
-      for (let at = 0; at + 24 <= data.length;) {
-        const opcode = data[at + 1];
-        if (opcode !== 0x20 && opcode !== 0x21) received.push(opcode);
-        const bodyLength = data.readUInt32BE(at + 8);
-        const reply = Buffer.alloc(24);
-        reply[0] = 0x81;
-        reply[1] = opcode;
-        reply.writeUInt32BE(data.readUInt32BE(at + 12), 12); // opaque
-        let body = Buffer.alloc(0);
-        if (opcode === 0x20)
-          body = Buffer.from('PLAIN'); // SASL list mechanisms
-        else if (opcode === 0x21)
-          reply.writeUInt16BE(acceptLogin ? 0 : 0x20, 6); // SASL auth
-        else reply.writeUInt16BE(0x01, 6); // key not found
-        reply.writeUInt32BE(body.length, 8);
-        socket.write(Buffer.concat([reply, body]));
-        at += 24 + bodyLength;
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    received,
-    control,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 describe('MemcachedNode', () => {
   it('recovers once a server that refused the login is fixed, even if it was down in between', async () => {
@@ -58,13 +13,13 @@ describe('MemcachedNode', () => {
       maxRetryDelay: 200,
       credentials: new MemcachedCredentials('app', 'wrong'),
     });
-    let server = await fakeMemcached(port, false);
+    let server = await fakeMemcached(port, { acceptLogin: false });
     try {
       await expect(node.get('k')).rejects.toBeInstanceOf(SessionCacheAuthError);
       await server.close(); // the operator restarts it with the right sasldb…
       // …and while it is down, the login retry meets a refused connection.
       await eventually(() => expect(node.get('k')).rejects.toThrow(/ECONNREFUSED|skipped/));
-      server = await fakeMemcached(port, true);
+      server = await fakeMemcached(port);
       expect(await eventually(() => node.get('k'), { timeout: 5000 })).toBeNull();
     } finally {
       node.close();
@@ -74,7 +29,7 @@ describe('MemcachedNode', () => {
 
   it('never sends a request that failed while its connection was still logging in', async () => {
     const port = await freePort();
-    const server = await fakeMemcached(port, true);
+    const server = await fakeMemcached(port);
     const node = new MemcachedNode(`127.0.0.1:${port}`, '127.0.0.1', port, {
       timeout: 100,
       keepAlive: false,
@@ -97,7 +52,7 @@ describe('MemcachedNode', () => {
 
   it('does not take a stalled event loop for an outage', async () => {
     const port = await freePort();
-    const server = await fakeMemcached(port, true);
+    const server = await fakeMemcached(port);
     const node = new MemcachedNode(`127.0.0.1:${port}`, '127.0.0.1', port, {
       timeout: 200,
       keepAlive: false,
