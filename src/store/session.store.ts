@@ -2,16 +2,16 @@ import { Logger } from '@nestjs/common';
 import { Store } from 'express-session';
 import type { SessionData } from 'express-session';
 import type { Request } from 'express';
-import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
+import type { SessionStoreOptions } from '../interfaces/session-cache-options.interface';
 import {
   MemcachedNode,
   SessionCache,
   SessionCacheLogger,
   settleAnswered,
   settleEach,
-} from './memcached/session-cache.client';
-import type { ReplicaResult } from './memcached/session-cache.client';
-import type { CasValue } from './memcached/memcached-node';
+} from '../memcached/session-cache.client';
+import type { ReplicaResult } from '../memcached/session-cache.client';
+import type { CasValue } from '../memcached/memcached-node';
 import { SessionCipher } from './session-cipher';
 import { SessionKeyHasher } from './session-keys';
 import {
@@ -23,13 +23,13 @@ import {
   nextStamp,
   NO_INDEX,
   VALUE_HEADER_BYTES,
-} from './session-value';
-import type { ValueStamp } from './session-value';
+} from './value-header';
+import type { ValueStamp } from './value-header';
 import {
   SessionCacheConfigError,
   SessionIdError,
   SessionTooLargeError,
-} from './session-cache.errors';
+} from '../session-cache.errors';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
 
 export const DEFAULT_PREFIX = 'sess:';
@@ -134,7 +134,7 @@ function settle<T>(work: Promise<T>, done: Done<T> | undefined): void {
  *   by CAS so it never overwrites a parallel save.
  * - A session loaded from the store is saved with `replace`, a new one with `add`: a slow request
  *   that saves after a parallel logout does not bring the session back.
- * - Versions are logical (loaded + 1, see session-value.ts): replicas agree on the newest copy
+ * - Versions are logical (loaded + 1, see value-header.ts): replicas agree on the newest copy
  *   whatever the servers' clocks.
  * - A session over `maxSessionSize` is refused before it is sent ({@link SessionTooLargeError});
  *   the stored one stays intact.
@@ -792,7 +792,7 @@ export class SessionStore extends Store {
 
   /**
    * Reads every replica at once. The newest copy wins (see the order of versions in
-   * session-value.ts: the same copy for every reader, whatever the clocks); replicas that lack it
+   * value-header.ts: the same copy for every reader, whatever the clocks); replicas that lack it
    * or hold another copy are repaired in the background, each repair guarded by the CAS token of
    * what was read, so it never lands on a newer write. Unless a replica holds the tombstone of a
    * logout it saw while another one was away: then the session is gone and the leftover copies

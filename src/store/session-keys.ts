@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { SessionCacheConfigError } from './session-cache.errors';
+import { SessionCacheConfigError } from '../session-cache.errors';
 
 const MEMO_SIZE = 10_000;
 

@@ -6,7 +6,7 @@ import {
   NO_INDEX,
   VALUE_HEADER_BYTES,
   VALUE_HEADER_BYTES_V1,
-} from '../../src/session-value';
+} from '../../src/store/value-header';
 
 describe('stored session values', () => {
   it('round-trips every header field, flags and payload from a string or a buffer', () => {
