@@ -31,6 +31,9 @@ import {
   SessionTooLargeError,
 } from '../session-cache.errors';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
+import { CLOCK_MARGIN, expiresAt, isExpired, lifeOf, nowSeconds, SessionTtl } from './ttl';
+
+export { CLOCK_MARGIN } from './ttl';
 
 export const DEFAULT_PREFIX = 'sess:';
 export const DEFAULT_TTL = 86_400;
@@ -88,12 +91,6 @@ interface IndexPlace {
 }
 const NOT_INDEXED: IndexPlace = { until: 0, cls: NO_INDEX };
 
-/**
- * Seconds added to every TTL the store sends: memcached's clock ticks in whole seconds, and an item
- * stored with TTL n lives between n − 1 and n seconds (measured: a 3 s TTL lived 2.1 to 2.9 s).
- */
-export const CLOCK_MARGIN = 1;
-
 /** Sessions whose last TOUCH this process remembers (see lazy touch), and user indexes whose
  * lifetime it remembers. */
 const MEMO_SIZE = 100_000;
@@ -148,6 +145,7 @@ export class SessionStore extends Store {
   /** Lazy touch: the fraction of a session's lifetime added as slack; see the option. */
   readonly lazyTouch: number;
   readonly #serializer: SessionSerializer;
+  readonly #ttl: SessionTtl;
   readonly #logger: SessionCacheLogger;
   readonly #ownsClient: boolean;
   /**
@@ -188,6 +186,7 @@ export class SessionStore extends Store {
         `lazyTouch must be a fraction from 0 (touch on every request) to 1, got ${options.lazyTouch}.`,
       );
     }
+    this.#ttl = new SessionTtl(this.ttl, this.lazyTouch);
     this.#serializer = options.serializer ?? jsonSessionSerializer;
     this.#logger = logger;
     this.#ownsClient = ownsClient;
@@ -838,7 +837,7 @@ export class SessionStore extends Store {
     }
     // A repaired copy lives as a touch would make it (this read is a request of the session),
     // never past the user index that lists it.
-    let ttl = this.#fullTtl(found.session);
+    let ttl = this.#ttl.fullTtl(found.session);
     if (found.indexClass !== NO_INDEX) ttl = Math.min(ttl, found.indexUntil - nowSeconds() - 1);
     if (ttl >= 1) {
       const raw = best.raw;
@@ -906,7 +905,7 @@ export class SessionStore extends Store {
       indexUntil: index.until,
       indexClass: index.cls,
       // So that a logout's tombstone outlives every version of the session (see #destroyKey).
-      longest: Math.max(loaded?.longest ?? 0, ttl, this.#fullTtl(session)),
+      longest: Math.max(loaded?.longest ?? 0, ttl, this.#ttl.fullTtl(session)),
     };
   }
 
@@ -982,8 +981,7 @@ export class SessionStore extends Store {
       await this.setSession(sid, session);
       return;
     }
-    const ms = remainingMs(session);
-    const needed = Math.ceil((Date.now() + (ms ?? this.ttl * 1000)) / 1000);
+    const needed = this.#ttl.neededUntil(session);
     const until = expiresAt(ttl);
     const memo = this.#touched.get(key);
     const known = Math.max(
@@ -1139,7 +1137,7 @@ export class SessionStore extends Store {
     // The longest TTL any of them was ever given (their headers record it), at least what
     // `tombstoneTtl` gives; a copy given that TTL up to now dies by now + TTL, and memcached may
     // drop the tombstone a second before now + its own TTL: one more second.
-    let ttl = this.#withSlack(this.tombstoneTtl);
+    let ttl = this.#ttl.withSlack(this.tombstoneTtl);
     for (const raw of copies) {
       if (raw === null) continue;
       const { longest, expiresAt: until } = decodeValue(raw);
@@ -1156,29 +1154,10 @@ export class SessionStore extends Store {
   /**
    * Seconds the session should live in memcached from now: until its cookie expires (`ttl` for a
    * browser-session cookie), plus the lazy-touch slack, rounded up, at least 1; `null` when the
-   * cookie has already expired.
+   * cookie has already expired. See ttl.ts.
    */
   ttlOf(session: SessionData): number | null {
-    const ms = remainingMs(session);
-    if (ms !== undefined && ms <= 0) return null;
-    return this.#withSlack(ms === undefined ? this.ttl : ms / 1000);
-  }
-
-  /** The TTL a touch at this moment would give: the cookie's full maxAge (or `ttl`) plus slack. */
-  #fullTtl(session: SessionData): number {
-    const maxAge = (session.cookie as { originalMaxAge?: unknown } | undefined)?.originalMaxAge;
-    return this.#withSlack(typeof maxAge === 'number' && maxAge > 0 ? maxAge / 1000 : this.ttl);
-  }
-
-  /**
-   * The TTL to send for something that must live `seconds` from now: that lifetime plus the
-   * lazy-touch slack, rounded up to whole seconds (ignoring floating-point dust: 3600 × 1.1 is
-   * 3960.0000000000005), plus {@link CLOCK_MARGIN}: memcached's clock ticks in whole seconds, so
-   * an item stored with TTL n lives between n − 1 and n seconds. Every TTL the store sends comes
-   * from here: sessions, touches, tombstones, user indexes.
-   */
-  #withSlack(seconds: number): number {
-    return Math.max(1, Math.ceil(seconds * (1 + this.lazyTouch) - 1e-6)) + CLOCK_MARGIN;
+    return this.#ttl.ttlOf(session);
   }
 
   /** Closes the memcached connections if this store opened them (`createSessionStore`). */
@@ -1195,40 +1174,6 @@ function isSessionData(value: unknown): value is SessionData {
     typeof (value as { cookie?: unknown }).cookie === 'object' &&
     (value as { cookie?: unknown }).cookie !== null
   );
-}
-
-/** The current Unix second. */
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
-/** The Unix second until which memcached surely keeps a value written now with `ttl`. */
-function expiresAt(ttl: number): number {
-  // memcached's clock may run a second behind ours: stay on the safe side.
-  return Math.floor(Date.now() / 1000) + ttl - 1;
-}
-
-function isExpired(session: Partial<SessionData>): boolean {
-  const left = remainingMs(session);
-  return left !== undefined && left <= 0;
-}
-
-/** Milliseconds until the session's cookie expires; undefined for a browser-session cookie. */
-function remainingMs(session: Partial<SessionData>): number | undefined {
-  const cookie = session.cookie as { expires?: unknown; maxAge?: unknown } | undefined;
-  if (!cookie) return undefined;
-  const expires = cookie.expires;
-  if (expires instanceof Date || typeof expires === 'string' || typeof expires === 'number') {
-    const at = new Date(expires).getTime();
-    if (!Number.isNaN(at)) return at - Date.now();
-  }
-  return undefined;
-}
-
-/** The cookie's lifetime (`originalMaxAge`, ms) as the session states it; null for none. */
-function lifeOf(session: Partial<SessionData>): number | null {
-  const maxAge = (session.cookie as { originalMaxAge?: unknown } | undefined)?.originalMaxAge;
-  return typeof maxAge === 'number' && maxAge > 0 ? maxAge : null;
 }
 
 /** The CAS tokens of a write on every replica (null where it was not stored). */
