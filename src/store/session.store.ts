@@ -14,22 +14,11 @@ import type { ReplicaResult } from '../memcached/session-cache.client';
 import type { CasValue } from '../memcached/memcached-node';
 import { SessionCipher } from './session-cipher';
 import { SessionKeyHasher } from './session-keys';
-import {
-  compareCopies,
-  decodeValue,
-  encodeHeader,
-  encodeValue,
-  FLAG_ENCRYPTED,
-  nextStamp,
-  NO_INDEX,
-  VALUE_HEADER_BYTES,
-} from './value-header';
-import type { ValueStamp } from './value-header';
-import {
-  SessionCacheConfigError,
-  SessionIdError,
-  SessionTooLargeError,
-} from '../session-cache.errors';
+import { compareCopies, decodeValue, nextStamp, NO_INDEX } from './value-header';
+import { SessionCacheConfigError, SessionIdError } from '../session-cache.errors';
+import { describeError, SessionCodec } from './session-codec';
+import { SessionStates } from './session-state';
+import type { DecodedSession, LoadedStamp, SessionState } from './session-state';
 import { jsonSessionSerializer, SessionSerializer } from './session.serializer';
 import { CLOCK_MARGIN, expiresAt, isExpired, lifeOf, nowSeconds, SessionTtl } from './ttl';
 
@@ -51,40 +40,8 @@ export interface ReadRepairEvent {
   reason: 'missing' | 'stale' | 'destroyed';
 }
 
-/** What a stored session says about itself (its header), and whether it had one. */
-interface Loaded extends Required<ValueStamp> {
-  legacy?: boolean;
-  /** Decrypted with a key other than the first: rewrite it at the next touch. */
-  reencrypt?: boolean;
-}
-
-/** What a store knows of a session object (see SessionStore.#state). */
-interface SessionState {
-  /** The memcached key it was loaded from or last written to: all else here is about that key.
-   * Saves to that key use `replace`, so a session destroyed meanwhile stays destroyed. */
-  key: string;
-  /** Its header as read, or as last written (the index fields: as last known to this process). */
-  stamp: Loaded;
-  /** Its user id as loaded or last saved (only with the `userId` option). */
-  user?: string;
-  /** The cookie's `originalMaxAge` stored in that version (null: none): every TOUCH of a version
-   * is made for that lifetime; a request that changes it writes a new version (see touch). */
-  life: number | null;
-  /** Per node of `client.nodesFor(key)`: the CAS token of that version's copy there, when known. */
-  cas: (Buffer | null)[];
-  /** The serializer's bytes of that version (text for the default JSON serializer): what the
-   * session serializes to while unchanged (see {@link SessionStore.sessionChanged}). */
-  loaded?: string | Buffer;
-  /** The serialization {@link SessionStore.sessionChanged} made of a changed session, kept for the
-   * save that follows at once (so the session is serialized once, not twice). */
-  serialized?: string | Buffer;
-}
-
 /** Where a session is listed for logout everywhere: its user index (class) and until when that
  * index is known to live. */
-/** A stored session, decoded. */
-type Decoded = { session: SessionData; loaded: string | Buffer } & Loaded;
-
 interface IndexPlace {
   until: number;
   cls: number;
@@ -133,7 +90,7 @@ function settle<T>(work: Promise<T>, done: Done<T> | undefined): void {
  *   that saves after a parallel logout does not bring the session back.
  * - Versions are logical (loaded + 1, see value-header.ts): replicas agree on the newest copy
  *   whatever the servers' clocks.
- * - A session over `maxSessionSize` is refused before it is sent ({@link SessionTooLargeError});
+ * - A session over `maxSessionSize` is refused before it is sent (`SessionTooLargeError`);
  *   the stored one stays intact.
  * - A value that cannot be decoded counts as no session (warned, without the session id).
  */
@@ -144,18 +101,12 @@ export class SessionStore extends Store {
   readonly tombstoneTtl: number;
   /** Lazy touch: the fraction of a session's lifetime added as slack; see the option. */
   readonly lazyTouch: number;
-  readonly #serializer: SessionSerializer;
   readonly #ttl: SessionTtl;
   readonly #logger: SessionCacheLogger;
   readonly #ownsClient: boolean;
-  /**
-   * What this store knows of a session object, kept on the object under a private symbol (not
-   * enumerable: express-session's copies, hashes and JSON never see it): cheaper per request than
-   * weak maps.
-   */
-  readonly #state = Symbol('nestjs-session-cache store state');
+  readonly #codec: SessionCodec;
+  readonly #states = new SessionStates();
   readonly #keys: SessionKeyHasher;
-  readonly #cipher: SessionCipher | null;
   readonly #userId?: (session: SessionData) => unknown;
   readonly #generationCheckInterval: number;
   readonly #userIndexMinTtl: number;
@@ -187,13 +138,13 @@ export class SessionStore extends Store {
       );
     }
     this.#ttl = new SessionTtl(this.ttl, this.lazyTouch);
-    this.#serializer = options.serializer ?? jsonSessionSerializer;
+    const serializer = options.serializer ?? jsonSessionSerializer;
     this.#logger = logger;
     this.#ownsClient = ownsClient;
     this.#keys = new SessionKeyHasher(
       options.hashKeys === false ? null : (options.keySecret ?? (undefined as unknown as string)),
     );
-    this.#cipher =
+    const cipher =
       options.encryptionKeys === undefined ? null : new SessionCipher(options.encryptionKeys);
     if (options.userId !== undefined && typeof options.userId !== 'function') {
       throw new SessionCacheConfigError(
@@ -239,10 +190,11 @@ export class SessionStore extends Store {
       forwarded.add(event);
       client.on(event, (payload: unknown) => this.emit(event, payload));
     });
-    const s = this.#serializer as Partial<SessionSerializer> | undefined;
+    const s = serializer as Partial<SessionSerializer> | undefined;
     if (typeof s?.stringify !== 'function' || typeof s?.parse !== 'function') {
       throw new SessionCacheConfigError('serializer must have stringify() and parse() functions.');
     }
+    this.#codec = new SessionCodec(serializer, cipher, this.maxSessionSize, logger);
   }
 
   /**
@@ -303,40 +255,8 @@ export class SessionStore extends Store {
 
   override createSession(req: Request, session: SessionData) {
     const created = super.createSession(req, session);
-    const loaded = this.#stateOf(session);
-    if (loaded !== undefined) this.#setState(created, { ...loaded, cas: [...loaded.cas] });
+    this.#states.copy(session, created);
     return created;
-  }
-
-  /** What this store knows of `session` as stored under `key` (nothing when it was loaded from,
-   * or written to, another key: saving it under this one is then a plain upsert). */
-  #stateOf(session: object, key?: string): SessionState | undefined {
-    const state = (session as { [key: symbol]: SessionState | undefined })[this.#state];
-    return key === undefined || state?.key === key ? state : undefined;
-  }
-
-  #setState(session: object, state: SessionState): SessionState {
-    Object.defineProperty(session, this.#state, {
-      value: state,
-      writable: true,
-      enumerable: false,
-      configurable: true,
-    });
-    return state;
-  }
-
-  /** Records what was loaded: the header, the CAS tokens, the user, the cookie's lifetime and
-   * the serialized bytes. */
-  #loaded(found: Decoded, key: string, cas: (Buffer | null)[]): void {
-    const { session, loaded, ...stamp } = found;
-    this.#setState(session, {
-      key,
-      stamp,
-      cas,
-      life: lifeOf(session),
-      user: this.#userId ? this.#userOf(session) : undefined,
-      loaded,
-    });
   }
 
   /**
@@ -349,108 +269,8 @@ export class SessionStore extends Store {
    */
   sessionChanged(session: SessionData & { id?: string }): boolean {
     const state =
-      typeof session.id === 'string' ? this.#stateOf(session, this.key(session.id)) : undefined;
-    if (state?.loaded === undefined) {
-      for (const field in session) if (field !== 'cookie') return true;
-      return false;
-    }
-    const serialized = this.#serializer.stringify(session);
-    const loaded = state.loaded;
-    const same =
-      typeof serialized === 'string' && typeof loaded === 'string'
-        ? serialized === loaded
-        : Buffer.from(serialized).equals(Buffer.from(loaded));
-    state.serialized = same ? undefined : serialized;
-    return !same;
-  }
-
-  /** Decodes a stored value; `null` (with a warning) when it is not a usable session. */
-  #decode(raw: Buffer, key: string): Decoded | null {
-    const { flags, header, payload: stored, ...stamp } = decodeValue(raw);
-    let payload = stored;
-    let reencrypt = false;
-    const encrypted = flags !== -1 && (flags & FLAG_ENCRYPTED) !== 0;
-    if (this.#cipher) {
-      if (!encrypted) {
-        this.#logger.warn(
-          'Ignored a stored session that is not encrypted while encryption is on; the request ' +
-            'continues without it.',
-        );
-        return null;
-      }
-      const plain = this.#cipher.decrypt(stored, Buffer.concat([header, Buffer.from(key)]));
-      if (typeof plain === 'string') {
-        this.#logger.warn(
-          plain === 'unknown-key'
-            ? 'Ignored a stored session encrypted with a key that is not in encryptionKeys; ' +
-                'the request continues without it.'
-            : 'Ignored a stored session that failed authentication (tampered, truncated or ' +
-                'not written for this key); the request continues without it.',
-        );
-        return null;
-      }
-      payload = plain;
-      reencrypt = !this.#cipher.isCurrent(stored);
-    } else if (encrypted) {
-      this.#logger.warn(
-        'Ignored a stored session that is encrypted, but no encryptionKeys are configured; the ' +
-          'request continues without it.',
-      );
-      return null;
-    }
-    let data: unknown;
-    let loaded: string | Buffer = payload;
-    try {
-      if (this.#serializer === jsonSessionSerializer) {
-        loaded = payload.toString('utf8');
-        data = JSON.parse(loaded);
-      } else {
-        data = this.#serializer.parse(payload);
-      }
-    } catch (err) {
-      this.#logger.warn(
-        `Ignored a stored session that could not be decoded (${describeError(err)}); ` +
-          'the request continues without it.',
-      );
-      return null;
-    }
-    if (!isSessionData(data)) {
-      this.#logger.warn(
-        'Ignored a stored session that is not a session object (no cookie field); ' +
-          'the request continues without it.',
-      );
-      return null;
-    }
-    return { session: data, loaded, ...stamp, legacy: flags === -1, reencrypt };
-  }
-
-  /** Encodes a session for `key`: header, then the serializer's bytes (encrypted if on). Checks
-   * the size first, so that nothing is sent for a session that is too large. */
-  #encode(serialized: string | Buffer, key: string, stamp: ValueStamp): Buffer {
-    let value: Buffer;
-    if (!this.#cipher) value = encodeValue(stamp, serialized);
-    else {
-      const header = encodeHeader(stamp, FLAG_ENCRYPTED);
-      const sealed = this.#cipher.encrypt(serialized, Buffer.concat([header, Buffer.from(key)]));
-      value = Buffer.concat([header, sealed]);
-    }
-    if (value.length > this.maxSessionSize) {
-      throw new SessionTooLargeError(value.length, this.maxSessionSize);
-    }
-    return value;
-  }
-
-  /** The serializer's bytes of `session`, refused at once when they alone are over the limit
-   * (before anything is sent: the stored session stays intact). The serialization that
-   * {@link sessionChanged} just made of it is used when there is one. */
-  #serialize(session: SessionData, state?: SessionState): string | Buffer {
-    const serialized = state?.serialized ?? this.#serializer.stringify(session);
-    if (state) state.serialized = undefined;
-    const size =
-      VALUE_HEADER_BYTES +
-      (typeof serialized === 'string' ? Buffer.byteLength(serialized) : serialized.length);
-    if (size > this.maxSessionSize) throw new SessionTooLargeError(size, this.maxSessionSize);
-    return serialized;
+      typeof session.id === 'string' ? this.#states.of(session, this.key(session.id)) : undefined;
+    return this.#codec.changed(session, state);
   }
 
   #userOf(session: SessionData): string | undefined {
@@ -727,12 +547,12 @@ export class SessionStore extends Store {
     const nodes = this.client.nodesFor(key);
     for (let attempt = 0; attempt < 3; attempt++) {
       const copies = await settleAnswered(nodes, (node) => node.gets(key));
-      let best: { found: Decoded; raw: Buffer } | null = null;
+      let best: { found: DecodedSession; raw: Buffer } | null = null;
       let present = false;
       for (const r of copies) {
         if (!r.ok || r.value === null) continue;
         present = true;
-        const found = this.#decode(r.value.value, key);
+        const found = this.#codec.decode(r.value.value, key);
         if (found === null) continue;
         if (
           best === null ||
@@ -778,15 +598,19 @@ export class SessionStore extends Store {
     if (typeof generation === 'number') read = await nodes[0].gets(key);
     else [read, generation] = await Promise.all([nodes[0].gets(key), generation]);
     if (read === null) return null;
-    const found = this.#decode(read.value, key);
+    const found = this.#codec.decode(read.value, key);
     if (found === null) return null;
     if (found.generation < generation || (found.legacy && isExpired(found.session))) {
       // Cleared or expired: drop the stale copy now; a failure here must not fail the request.
       await nodes[0].delete(key).catch(() => undefined);
       return null;
     }
-    this.#loaded(found, key, [read.cas]);
-    return found.session;
+    return this.#states.loaded(
+      found,
+      key,
+      [read.cas],
+      this.#userId ? this.#userOf(found.session) : undefined,
+    );
   }
 
   /**
@@ -804,12 +628,12 @@ export class SessionStore extends Store {
   ): Promise<SessionData | null> {
     const results = await settleAnswered(nodes, (node) => node.gets(key));
     type Copy = { node: MemcachedNode; raw: Buffer; cas: Buffer };
-    let best: (Copy & { found: Decoded }) | null = null;
+    let best: (Copy & { found: DecodedSession }) | null = null;
     const copies: Copy[] = [];
     const missing: MemcachedNode[] = [];
     for (const r of results) {
       if (!r.ok) continue;
-      const found = r.value === null ? null : this.#decode(r.value.value, key);
+      const found = r.value === null ? null : this.#codec.decode(r.value.value, key);
       if (found === null) {
         missing.push(r.node);
         continue;
@@ -851,8 +675,12 @@ export class SessionStore extends Store {
     const cas = nodes.map(
       (n) => copies.find((c) => c.node === n && c.raw.equals(winner))?.cas ?? null,
     );
-    this.#loaded(found, key, cas);
-    return found.session;
+    return this.#states.loaded(
+      found,
+      key,
+      cas,
+      this.#userId ? this.#userOf(found.session) : undefined,
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -867,8 +695,8 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const state = this.#stateOf(session, key);
-    const serialized = this.#serialize(session, state);
+    const state = this.#states.of(session, key);
+    const serialized = this.#codec.serialize(session, state);
     const user = this.#userId ? this.#userOf(session) : undefined;
     // A new session takes the generation from memcached, not from this process's cache: a
     // clear() another process just made must not void it. A loaded one keeps its own, so saving
@@ -878,7 +706,7 @@ export class SessionStore extends Store {
       user === undefined ? NOT_INDEXED : this.#ensureIndexed(user, key, ttl, state),
     ]);
     const stamp = this.#stampFor(state?.stamp, session, generation, ttl, index);
-    const value = this.#encode(serialized, key, stamp);
+    const value = this.#codec.encode(serialized, key, stamp);
     const cas = state
       ? await this.#replaceOnReplicas(key, value, ttl)
       : await this.#addOnReplicas(key, value, ttl);
@@ -887,17 +715,17 @@ export class SessionStore extends Store {
       this.#logger.debug?.('Dropped the save of a session that was destroyed meanwhile.');
       return;
     }
-    this.#setState(session, { key, stamp, user, life: lifeOf(session), cas, loaded: serialized });
+    this.#states.set(session, { key, stamp, user, life: lifeOf(session), cas, loaded: serialized });
   }
 
   /** The header of the next write of a session loaded (or last written) with `loaded`. */
   #stampFor(
-    loaded: Loaded | undefined,
+    loaded: LoadedStamp | undefined,
     session: SessionData,
     generation: number,
     ttl: number,
     index: IndexPlace,
-  ): Loaded {
+  ): LoadedStamp {
     return {
       ...nextStamp(loaded),
       generation,
@@ -966,7 +794,7 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const state = this.#stateOf(session, key);
+    const state = this.#states.of(session, key);
     if (state === undefined) {
       // A session object this store did not load: no header to go by.
       const user = this.#userId ? this.#userOf(session) : undefined;
@@ -1014,7 +842,7 @@ export class SessionStore extends Store {
    * is a newer save than the one this request loaded, and its header promised a later expiry than
    * this TOUCH gave (its cookie is longer), the TTL it promised is restored at once.
    */
-  async #touchReplicas(key: string, ttl: number, loaded: Loaded): Promise<void> {
+  async #touchReplicas(key: string, ttl: number, loaded: LoadedStamp): Promise<void> {
     const until = expiresAt(ttl);
     const results = await this.client.onReplicas(key, (node) => node.getAndTouch(key, ttl));
     await Promise.all(
@@ -1032,13 +860,13 @@ export class SessionStore extends Store {
   /** Writes the session anew (a touch that changes its TTL other than by extending it), over
    * exactly the copies this request loaded or wrote (CAS). */
   async #rewrite(key: string, session: SessionData, state: SessionState, ttl: number) {
-    const serialized = this.#serialize(session, state);
+    const serialized = this.#codec.serialize(session, state);
     const index =
       state.user === undefined
         ? NOT_INDEXED
         : await this.#ensureIndexed(state.user, key, ttl, state);
     const stamp = this.#stampFor(state.stamp, session, state.stamp.generation, ttl, index);
-    const value = this.#encode(serialized, key, stamp);
+    const value = this.#codec.encode(serialized, key, stamp);
     const nodes = this.client.nodesFor(key);
     const results = await settleAnswered(nodes, (node) => {
       const cas = state.cas[nodes.indexOf(node)];
@@ -1052,7 +880,7 @@ export class SessionStore extends Store {
       );
       return;
     }
-    this.#setState(session, {
+    this.#states.set(session, {
       key,
       stamp,
       user: state.user,
@@ -1062,7 +890,7 @@ export class SessionStore extends Store {
     });
   }
 
-  #rememberTouch(key: string, loaded: Loaded, until: number): void {
+  #rememberTouch(key: string, loaded: LoadedStamp, until: number): void {
     this.#touched.delete(key);
     if (this.#touched.size >= MEMO_SIZE) {
       this.#touched.delete(this.#touched.keys().next().value!);
@@ -1166,22 +994,7 @@ export class SessionStore extends Store {
   }
 }
 
-function isSessionData(value: unknown): value is SessionData {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    !Array.isArray(value) &&
-    typeof (value as { cookie?: unknown }).cookie === 'object' &&
-    (value as { cookie?: unknown }).cookie !== null
-  );
-}
-
 /** The CAS tokens of a write on every replica (null where it was not stored). */
 function casOf(results: ReplicaResult<Buffer | null>[]): (Buffer | null)[] {
   return results.map((r) => (r.ok ? r.value : null));
-}
-
-/** Only the error's class: a parser's message may quote the stored data. */
-function describeError(err: unknown): string {
-  return err instanceof Error ? err.name : typeof err;
 }
