@@ -13,7 +13,8 @@ import {
 import type { ReplicaResult } from '../memcached/session-cache.client';
 import type { CasValue } from '../memcached/memcached-node';
 import { SessionCipher } from './session-cipher';
-import { SessionKeyHasher } from './session-keys';
+import { SessionKeyHasher, SessionKeys } from './session-keys';
+import { isCleared, SessionNamespace } from './namespace';
 import { compareCopies, decodeValue, nextStamp, NO_INDEX } from './value-header';
 import { SessionCacheConfigError, SessionIdError } from '../session-cache.errors';
 import { describeError, SessionCodec } from './session-codec';
@@ -56,12 +57,6 @@ const MEMO_SIZE = 100_000;
 const USER_INDEX_MIN_TTL = 30 * 86_400;
 /** Index classes: class k lists sessions whose TTL is at most 2^k s; 2^32 s is past 2106. */
 const MAX_INDEX_CLASS = 32;
-
-/** Internal keys (after the prefix): the namespace generation, user indexes, tombstones. A raw
- * session id (`hashKeys: false`) of one of these forms is refused; a hashed one never has them. */
-const GENERATION_KEY = 'generation';
-const USER_KEY_PREFIX = 'user:';
-const GRAVE_SUFFIX = '!';
 
 type Done<T = void> = (err?: unknown, value?: T) => void;
 
@@ -106,14 +101,10 @@ export class SessionStore extends Store {
   readonly #ownsClient: boolean;
   readonly #codec: SessionCodec;
   readonly #states = new SessionStates();
-  readonly #keys: SessionKeyHasher;
+  readonly #keys: SessionKeys;
+  readonly #namespace: SessionNamespace;
   readonly #userId?: (session: SessionData) => unknown;
-  readonly #generationCheckInterval: number;
   readonly #userIndexMinTtl: number;
-  /** The namespace generation (see `clearSessions`), when it was last read, and a read under way. */
-  #generation = 0;
-  #generationReadAt = -Infinity;
-  #generationRead: Promise<number> | null = null;
   /** key → the version and expiry of this process's last TOUCH of it (lazy touch). */
   readonly #touched = new Map<string, { version: number; tag: number; expiresAt: number }>();
   /** user index key → until when this process knows it lives (it refreshed or wrote it). */
@@ -141,7 +132,7 @@ export class SessionStore extends Store {
     const serializer = options.serializer ?? jsonSessionSerializer;
     this.#logger = logger;
     this.#ownsClient = ownsClient;
-    this.#keys = new SessionKeyHasher(
+    const hasher = new SessionKeyHasher(
       options.hashKeys === false ? null : (options.keySecret ?? (undefined as unknown as string)),
     );
     const cipher =
@@ -152,8 +143,8 @@ export class SessionStore extends Store {
       );
     }
     this.#userId = options.userId;
-    this.#generationCheckInterval = options.generationCheckInterval ?? 1000;
-    if (!Number.isFinite(this.#generationCheckInterval) || this.#generationCheckInterval < 0) {
+    const generationCheckInterval = options.generationCheckInterval ?? 1000;
+    if (!Number.isFinite(generationCheckInterval) || generationCheckInterval < 0) {
       throw new SessionCacheConfigError(
         `generationCheckInterval must be a number of milliseconds >= 0, got ${options.generationCheckInterval}.`,
       );
@@ -195,6 +186,13 @@ export class SessionStore extends Store {
       throw new SessionCacheConfigError('serializer must have stringify() and parse() functions.');
     }
     this.#codec = new SessionCodec(serializer, cipher, this.maxSessionSize, logger);
+    this.#keys = new SessionKeys(this.prefix, hasher);
+    this.#namespace = new SessionNamespace(
+      client,
+      this.#keys.generation,
+      generationCheckInterval,
+      logger,
+    );
   }
 
   /**
@@ -202,26 +200,14 @@ export class SessionStore extends Store {
    * `hashKeys: false`, an id that has the form of an internal key is refused ({@link SessionIdError}).
    */
   key(sid: string): string {
-    const key = this.#keyOf(sid);
+    const key = this.#keys.session(sid);
     if (key === null) throw new SessionIdError();
     return key;
   }
 
-  /** The key of `sid`, or null when a raw id (`hashKeys: false`) has the form of an internal key:
-   * an HMAC (base64url, 43 characters) never has, so internal keys can never be session keys. */
-  #keyOf(sid: string): string | null {
-    if (
-      !this.#keys.hashing &&
-      (sid === GENERATION_KEY || sid.startsWith(USER_KEY_PREFIX) || sid.endsWith(GRAVE_SUFFIX))
-    ) {
-      return null;
-    }
-    return this.prefix + this.#keys.session(sid);
-  }
-
   /** The memcached key of the namespace generation (see {@link clearSessions}). */
   get generationKey(): string {
-    return this.prefix + GENERATION_KEY;
+    return this.#keys.generation;
   }
 
   /** The memcached key of the index of user `userId`'s sessions (see {@link destroyUserSessions}):
@@ -229,7 +215,7 @@ export class SessionStore extends Store {
    * lives the 30-day minimum); longer ones are listed under this key plus `:<class>` (class k:
    * TTLs up to 2^k s). */
   userKey(userId: string): string {
-    return this.prefix + USER_KEY_PREFIX + this.#keys.user(userId);
+    return this.#keys.user(userId);
   }
 
   /** Removes every session of this store (all nodes); see {@link clearSessions}. */
@@ -279,65 +265,13 @@ export class SessionStore extends Store {
   }
 
   /**
-   * The current namespace generation: cached, re-read from memcached (in the background) at most
-   * every `generationCheckInterval` ms; the first call waits for it.
-   */
-  #currentGeneration(): number | Promise<number> {
-    if (Date.now() - this.#generationReadAt < this.#generationCheckInterval) {
-      return this.#generation;
-    }
-    const read = (this.#generationRead ??= this.#readGeneration().finally(() => {
-      this.#generationRead = null;
-    }));
-    if (this.#generationReadAt === -Infinity) return read;
-    read.catch(() => undefined); // keep the last known generation meanwhile
-    return this.#generation;
-  }
-
-  /** Reads the generation from every node (it lives on all of them) and keeps the highest. */
-  async #readGeneration(): Promise<number> {
-    const key = this.generationKey;
-    const results = await settleAnswered(this.client.nodes, (node) => node.get(key));
-    let highest = 0;
-    for (const r of results) {
-      const value = r.ok && r.value !== null ? Number(r.value.toString('latin1')) : 0;
-      if (Number.isSafeInteger(value) && value > highest) highest = value;
-    }
-    // A node that lost it (restarted) gets it back, so it never serves an older namespace; the
-    // generation this process already knows counts too (all nodes may have lost it).
-    highest = Math.max(highest, this.#generation);
-    if (highest > 0) {
-      for (const r of results) {
-        if (r.ok && r.value === null)
-          void r.node.add(key, String(highest), 0).catch(() => undefined);
-      }
-    }
-    this.#generation = Math.max(this.#generation, highest);
-    this.#generationReadAt = Date.now();
-    return this.#generation;
-  }
-
-  /**
    * Removes every session of this store, without `flush_all`: raises the namespace generation
    * (kept on every node), so all sessions created before are void; they expire from memcached on
    * their own. Other keys on the same memcached are untouched. Other processes of the app see the
-   * new generation within `generationCheckInterval` ms; this one at once.
+   * new generation within `generationCheckInterval` ms; this one at once. See namespace.ts.
    */
-  async clearSessions(): Promise<void> {
-    const current = await this.#readGeneration();
-    const next = Math.max(Math.floor(Date.now() / 1000), current + 1);
-    const results = await settleAnswered(this.client.nodes, (node) =>
-      node.set(this.generationKey, String(next), 0),
-    );
-    this.#generation = next;
-    this.#generationReadAt = Date.now();
-    const missed = results.filter((r) => !r.ok).map((r) => r.node.name);
-    if (missed.length > 0) {
-      this.#logger.warn(
-        `clear(): ${missed.join(', ')} did not take the new generation; it gets it when it ` +
-          'answers again (the other nodes already void the old sessions).',
-      );
-    }
+  clearSessions(): Promise<void> {
+    return this.#namespace.clear();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -586,10 +520,10 @@ export class SessionStore extends Store {
 
   /** Promise form of `get`: the session, or `null` when there is none (or it is unusable). */
   async getSession(sid: string): Promise<SessionData | null> {
-    const key = this.#keyOf(sid);
+    const key = this.#keys.session(sid);
     if (key === null) return null;
     const nodes = this.client.nodesFor(key);
-    let generation = this.#currentGeneration();
+    let generation = this.#namespace.current();
     if (nodes.length > 1) {
       if (typeof generation !== 'number') generation = await generation;
       return this.#getReplicated(key, nodes, generation);
@@ -600,7 +534,7 @@ export class SessionStore extends Store {
     if (read === null) return null;
     const found = this.#codec.decode(read.value, key);
     if (found === null) return null;
-    if (found.generation < generation || (found.legacy && isExpired(found.session))) {
+    if (isCleared(found.generation, generation) || (found.legacy && isExpired(found.session))) {
       // Cleared or expired: drop the stale copy now; a failure here must not fail the request.
       await nodes[0].delete(key).catch(() => undefined);
       return null;
@@ -648,14 +582,14 @@ export class SessionStore extends Store {
     }
     if (best === null) return null;
     if (missing.length > 0) {
-      const graves = await settleEach(missing, (node) => node.get(this.#graveKey(key)));
+      const graves = await settleEach(missing, (node) => node.get(this.#keys.grave(key)));
       if (graves.some((g) => g.ok && g.value !== null)) {
         for (const c of copies) this.#repair(c.node, 'destroyed', c.node.delete(key));
         return null;
       }
     }
     const found = best.found;
-    if (found.generation < generation || (found.legacy && isExpired(found.session))) {
+    if (isCleared(found.generation, generation) || (found.legacy && isExpired(found.session))) {
       for (const c of copies) void c.node.delete(key).catch(() => undefined);
       return null;
     }
@@ -702,7 +636,7 @@ export class SessionStore extends Store {
     // clear() another process just made must not void it. A loaded one keeps its own, so saving
     // it never revives it after clear(). A login writes the user index first (with that read).
     const [generation, index] = await Promise.all([
-      state ? state.stamp.generation : this.#readGeneration(),
+      state ? state.stamp.generation : this.#namespace.read(),
       user === undefined ? NOT_INDEXED : this.#ensureIndexed(user, key, ttl, state),
     ]);
     const stamp = this.#stampFor(state?.stamp, session, generation, ttl, index);
@@ -787,7 +721,7 @@ export class SessionStore extends Store {
    *   then stands as it is).
    */
   async touchSession(sid: string, session: SessionData): Promise<void> {
-    const key = this.#keyOf(sid);
+    const key = this.#keys.session(sid);
     if (key === null) return;
     const ttl = this.ttlOf(session);
     if (ttl === null) {
@@ -908,7 +842,7 @@ export class SessionStore extends Store {
    * least as long as the session could (its values' headers say how long that is).
    */
   async destroySession(sid: string): Promise<void> {
-    const key = this.#keyOf(sid);
+    const key = this.#keys.session(sid);
     if (key === null) return;
     await this.#destroyKey(key);
   }
@@ -918,7 +852,7 @@ export class SessionStore extends Store {
       await this.client.delete(key);
       return;
     }
-    const grave = this.#graveKey(key);
+    const grave = this.#keys.grave(key);
     const floor = this.#tombstoneTtl([]);
     // One round trip: each node answers the copy it held, then takes the tombstone and the delete
     // (one connection: in that order). Only a session given a longer TTL than `tombstoneTtl`
@@ -951,7 +885,7 @@ export class SessionStore extends Store {
     );
     if (deleted.some((d) => d.ok && !d.value)) return false;
     if (this.client.replicas === 1) return true;
-    const grave = this.#graveKey(key);
+    const grave = this.#keys.grave(key);
     const ttl = this.#tombstoneTtl(held.map((r) => r.value.value));
     await settleAnswered(
       read.map((r) => r.node),
@@ -972,11 +906,6 @@ export class SessionStore extends Store {
       ttl = Math.max(ttl, longest, until > 0 ? until - nowSeconds() + 1 : 0);
     }
     return ttl + CLOCK_MARGIN;
-  }
-
-  /** Where the tombstone of a destroyed session lives (on the session's own replicas). */
-  #graveKey(key: string): string {
-    return key + GRAVE_SUFFIX;
   }
 
   /**
