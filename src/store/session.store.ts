@@ -15,7 +15,9 @@ import type { CasValue } from '../memcached/memcached-node';
 import { SessionCipher } from './session-cipher';
 import { SessionKeyHasher, SessionKeys } from './session-keys';
 import { isCleared, SessionNamespace } from './namespace';
-import { compareCopies, decodeValue, nextStamp, NO_INDEX } from './value-header';
+import type { IndexPlace } from './user-index';
+import { NOT_INDEXED, ttlWithinIndex, USER_INDEX_MIN_TTL, UserIndex } from './user-index';
+import { compareCopies, decodeValue, nextStamp } from './value-header';
 import { SessionCacheConfigError, SessionIdError } from '../session-cache.errors';
 import { describeError, SessionCodec } from './session-codec';
 import { SessionStates } from './session-state';
@@ -41,22 +43,8 @@ export interface ReadRepairEvent {
   reason: 'missing' | 'stale' | 'destroyed';
 }
 
-/** Where a session is listed for logout everywhere: its user index (class) and until when that
- * index is known to live. */
-interface IndexPlace {
-  until: number;
-  cls: number;
-}
-const NOT_INDEXED: IndexPlace = { until: 0, cls: NO_INDEX };
-
-/** Sessions whose last TOUCH this process remembers (see lazy touch), and user indexes whose
- * lifetime it remembers. */
+/** Sessions whose last TOUCH this process remembers (see lazy touch). */
 const MEMO_SIZE = 100_000;
-
-/** The session index of a user lives at least this long (seconds), see destroyUserSessions. */
-const USER_INDEX_MIN_TTL = 30 * 86_400;
-/** Index classes: class k lists sessions whose TTL is at most 2^k s; 2^32 s is past 2106. */
-const MAX_INDEX_CLASS = 32;
 
 type Done<T = void> = (err?: unknown, value?: T) => void;
 
@@ -103,13 +91,9 @@ export class SessionStore extends Store {
   readonly #states = new SessionStates();
   readonly #keys: SessionKeys;
   readonly #namespace: SessionNamespace;
-  readonly #userId?: (session: SessionData) => unknown;
-  readonly #userIndexMinTtl: number;
+  readonly #users: UserIndex;
   /** key → the version and expiry of this process's last TOUCH of it (lazy touch). */
   readonly #touched = new Map<string, { version: number; tag: number; expiresAt: number }>();
-  /** user index key → until when this process knows it lives (it refreshed or wrote it). */
-  readonly #indexKnown = new Map<string, number>();
-
   constructor(
     /** The memcached client of the session cluster. */
     readonly client: SessionCache,
@@ -142,17 +126,16 @@ export class SessionStore extends Store {
         'userId must be a function that returns the user id of a session, e.g. (s) => s.userId.',
       );
     }
-    this.#userId = options.userId;
     const generationCheckInterval = options.generationCheckInterval ?? 1000;
     if (!Number.isFinite(generationCheckInterval) || generationCheckInterval < 0) {
       throw new SessionCacheConfigError(
         `generationCheckInterval must be a number of milliseconds >= 0, got ${options.generationCheckInterval}.`,
       );
     }
-    this.#userIndexMinTtl = options.userIndexMinTtl ?? USER_INDEX_MIN_TTL;
-    if (!Number.isInteger(this.#userIndexMinTtl) || this.#userIndexMinTtl < 1) {
+    const userIndexMinTtl = options.userIndexMinTtl ?? USER_INDEX_MIN_TTL;
+    if (!Number.isInteger(userIndexMinTtl) || userIndexMinTtl < 1) {
       throw new SessionCacheConfigError(
-        `userIndexMinTtl must be a whole number of seconds >= 1, got ${this.#userIndexMinTtl}.`,
+        `userIndexMinTtl must be a whole number of seconds >= 1, got ${userIndexMinTtl}.`,
       );
     }
     if (typeof this.prefix !== 'string') {
@@ -193,6 +176,7 @@ export class SessionStore extends Store {
       generationCheckInterval,
       logger,
     );
+    this.#users = new UserIndex(client, this.#keys, userIndexMinTtl, options.userId);
   }
 
   /**
@@ -259,11 +243,6 @@ export class SessionStore extends Store {
     return this.#codec.changed(session, state);
   }
 
-  #userOf(session: SessionData): string | undefined {
-    const id = this.#userId?.(session);
-    return id === undefined || id === null || id === '' ? undefined : String(id);
-  }
-
   /**
    * Removes every session of this store, without `flush_all`: raises the namespace generation
    * (kept on every node), so all sessions created before are void; they expire from memcached on
@@ -274,203 +253,21 @@ export class SessionStore extends Store {
     return this.#namespace.clear();
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Logout everywhere: user indexes.
-  //
-  // The sessions of a user are listed (space-separated keys, appended to) in indexes that must
-  // outlive every session they list, whatever the request pattern. A session is listed in one
-  // index class: class k holds sessions whose TTL is at most 2^k seconds and lives
-  // max(userIndexMinTtl, 2^(k+1)) seconds from its last refresh. The TTL of a class is fixed, so a
-  // refresh (a TOUCH, or a write that appends) only ever moves its expiry later: a short session
-  // can never shorten the index of a long one. Each stored session records (its header's
-  // `indexUntil`) until when its index is known to live; no save, touch or repair ever gives a
-  // session a TTL past that. When less than half the class lifetime is left, the save or touch
-  // that would extend the session first refreshes the index (and records the new `indexUntil`):
-  // once per half lifetime per session (15 days by default), so ordinary requests pay no extra
-  // round trip on average. A login (a save that gives the session a new user) writes the index
-  // first and the session only once that succeeded: a login whose index write failed fails, and
-  // leaves no session behind.
-  // ---------------------------------------------------------------------------------------------
-
-  /** The index class of a session stored with `ttl`: the smallest k with 2^k >= ttl. */
-  #indexClassOf(ttl: number): number {
-    return Math.min(MAX_INDEX_CLASS, Math.max(0, Math.ceil(Math.log2(ttl))));
-  }
-
-  /** Lifetime (seconds) of index class `k`: fixed, so refreshes never move its expiry earlier. */
-  #indexTtl(k: number): number {
-    return Math.max(this.#userIndexMinTtl, 2 ** (k + 1));
-  }
-
-  /** The key of user `user`'s index of class `k` (the classes that live the minimum share one). */
-  #userIndexKey(user: string, k: number): string {
-    return 2 ** (k + 1) <= this.#userIndexMinTtl
-      ? this.userKey(user)
-      : `${this.userKey(user)}:${k}`;
-  }
-
-  /** Every index key of user `user`. */
-  #userIndexKeys(user: string): string[] {
-    const keys = new Set<string>();
-    for (let k = 0; k <= MAX_INDEX_CLASS; k++) keys.add(this.#userIndexKey(user, k));
-    return [...keys];
-  }
-
-  /** Remembers until when an index lives at least (it was just refreshed or written). */
-  #rememberIndex(indexKey: string, until: number): number {
-    this.#indexKnown.delete(indexKey);
-    if (this.#indexKnown.size >= MEMO_SIZE) {
-      this.#indexKnown.delete(this.#indexKnown.keys().next().value!);
-    }
-    this.#indexKnown.set(indexKey, until);
-    return until;
-  }
-
-  /**
-   * Makes sure that user `user`'s index lists the session under `key` and lives past a TTL of
-   * `ttl` given now, and says where: writes the entry (a login, a new user, a longer class, a value
-   * that has no index yet) or refreshes the index when less than half its lifetime is left.
-   * Rejects when no replica of the index answered: the caller must then not extend the session.
-   */
-  async #ensureIndexed(
-    user: string,
-    key: string,
-    ttl: number,
-    state: SessionState | undefined,
-  ): Promise<IndexPlace> {
-    const needed = this.#indexClassOf(ttl);
-    const listed = state?.user === user ? state.stamp.indexClass : NO_INDEX;
-    if (listed === NO_INDEX || listed < needed) {
-      return { until: await this.#indexUser(user, key, needed), cls: needed };
-    }
-    const indexKey = this.#userIndexKey(user, listed);
-    const indexTtl = this.#indexTtl(listed);
-    const until = Math.max(state!.stamp.indexUntil, this.#indexKnown.get(indexKey) ?? 0);
-    // Half its lifetime left at least (which is at least `ttl`): nothing to do.
-    if (until - nowSeconds() - 1 >= indexTtl / 2) return { until, cls: listed };
-    const entry = this.#indexEntry(key);
-    const since = expiresAt(indexTtl);
-    await this.client.onReplicas(indexKey, async (node) => {
-      // A replica that lost the index (restarted) gets it back with this entry.
-      if (!(await node.touch(indexKey, indexTtl))) {
-        await this.#addIndexEntry(node, indexKey, entry, indexTtl);
-      }
-    });
-    return { until: this.#rememberIndex(indexKey, since), cls: listed };
-  }
-
-  /** Adds `key` to the index of class `k` of `user` (creating it if needed); resolves with until
-   * when that index lives at least. */
-  async #indexUser(user: string, key: string, k: number): Promise<number> {
-    const indexKey = this.#userIndexKey(user, k);
-    const indexTtl = this.#indexTtl(k);
-    const entry = this.#indexEntry(key);
-    const since = expiresAt(indexTtl);
-    await this.client.onReplicas(indexKey, (node) =>
-      this.#addIndexEntry(node, indexKey, entry, indexTtl),
-    );
-    return this.#rememberIndex(indexKey, since);
-  }
-
-  #indexEntry(key: string): string {
-    return `${key.slice(this.prefix.length)} `;
-  }
-
-  /** Adds one entry to an index on one node, with the index's full (fixed) lifetime. */
-  async #addIndexEntry(
-    node: MemcachedNode,
-    indexKey: string,
-    entry: string,
-    indexTtl: number,
-  ): Promise<void> {
-    if (await node.add(indexKey, entry, indexTtl)) return;
-    if (await node.append(indexKey, entry)) {
-      // append keeps the old TTL: give the index the full lifetime again.
-      await node.touch(indexKey, indexTtl);
-      return;
-    }
-    // Refused: deleted in between, or full (memcached's item size limit).
-    const current = await node.get(indexKey);
-    if (current === null) {
-      await node.add(indexKey, entry, indexTtl);
-      return;
-    }
-    await node.set(indexKey, `${await this.#liveEntries(current)}${entry}`, indexTtl);
-  }
-
-  /** The entries of a full user index whose sessions still exist (kept when unsure). */
-  async #liveEntries(index: Buffer): Promise<string> {
-    const entries = [...new Set(index.toString('latin1').split(' ').filter(Boolean))];
-    const alive = await Promise.all(
-      entries.map((e) =>
-        this.client.get(this.prefix + e).then(
-          (value) => value !== null,
-          () => true,
-        ),
-      ),
-    );
-    return entries
-      .filter((_, i) => alive[i])
-      .map((e) => `${e} `)
-      .join('');
-  }
-
   /**
    * Destroys every session of user `userId` (as the `userId` option reads it from sessions) and
    * resolves with how many were destroyed. Each session listed in the user's indexes is read
    * first, and destroyed only when its current user is `userId` (or it cannot be decoded): a
-   * session id that changed user since it was listed is left alone. The indexes are then deleted,
-   * unless a login added to them meanwhile (CAS): those are read again.
+   * session id that changed user since it was listed is left alone. See user-index.ts.
    */
   async destroyUserSessions(userId: string | number): Promise<number> {
-    if (!this.#userId) {
+    if (!this.#users.userId) {
       throw new SessionCacheConfigError(
         'destroyUserSessions() needs the `userId` option: a function that returns the user id ' +
           'of a session, e.g. { userId: (session) => session.userId }.',
       );
     }
     const user = String(userId);
-    const seen = new Set<string>();
-    let destroyed = 0;
-    let pending = this.#userIndexKeys(user);
-    for (let round = 0; pending.length > 0 && round < 5; round++) {
-      const indexes = await Promise.all(
-        pending.map(async (indexKey) => ({
-          indexKey,
-          copies: await this.client.onReplicas(indexKey, (node) => node.gets(indexKey)),
-        })),
-      );
-      const entries = new Set<string>();
-      for (const { copies } of indexes) {
-        for (const r of copies) {
-          if (!r.ok || r.value === null) continue;
-          for (const entry of r.value.value.toString('latin1').split(' ')) {
-            if (entry && !seen.has(entry)) entries.add(entry);
-          }
-        }
-      }
-      for (const entry of entries) seen.add(entry);
-      const outcomes = await Promise.all(
-        [...entries].map((entry) => this.#destroyIfUser(this.prefix + entry, user)),
-      );
-      destroyed += outcomes.filter(Boolean).length;
-      const changed = await Promise.all(
-        indexes.map(async ({ indexKey, copies }) => {
-          this.#indexKnown.delete(indexKey);
-          const held = copies.filter((r) => r.ok && r.value !== null) as {
-            node: MemcachedNode;
-            value: CasValue;
-          }[];
-          const deleted = await settleEach(
-            held.map((r) => r.node),
-            (node) => node.deleteIfCas(indexKey, held.find((r) => r.node === node)!.value.cas),
-          );
-          return deleted.some((d) => d.ok && !d.value) ? indexKey : null;
-        }),
-      );
-      pending = changed.filter((k): k is string => k !== null);
-    }
-    return destroyed;
+    return this.#users.destroyAll(user, (key) => this.#destroyIfUser(key, user));
   }
 
   /**
@@ -495,7 +292,7 @@ export class SessionStore extends Store {
           best = { found, raw: r.value.value };
       }
       if (!present) return false;
-      if (best !== null && this.#userOf(best.found.session) !== user) return false;
+      if (best !== null && this.#users.userOf(best.found.session) !== user) return false;
       if (await this.#destroyCopies(key, copies)) return true;
     }
     return false;
@@ -539,12 +336,7 @@ export class SessionStore extends Store {
       await nodes[0].delete(key).catch(() => undefined);
       return null;
     }
-    return this.#states.loaded(
-      found,
-      key,
-      [read.cas],
-      this.#userId ? this.#userOf(found.session) : undefined,
-    );
+    return this.#states.loaded(found, key, [read.cas], this.#users.userOf(found.session));
   }
 
   /**
@@ -596,7 +388,7 @@ export class SessionStore extends Store {
     // A repaired copy lives as a touch would make it (this read is a request of the session),
     // never past the user index that lists it.
     let ttl = this.#ttl.fullTtl(found.session);
-    if (found.indexClass !== NO_INDEX) ttl = Math.min(ttl, found.indexUntil - nowSeconds() - 1);
+    ttl = ttlWithinIndex(ttl, found);
     if (ttl >= 1) {
       const raw = best.raw;
       for (const node of missing) this.#repair(node, 'missing', node.add(key, raw, ttl));
@@ -609,12 +401,7 @@ export class SessionStore extends Store {
     const cas = nodes.map(
       (n) => copies.find((c) => c.node === n && c.raw.equals(winner))?.cas ?? null,
     );
-    return this.#states.loaded(
-      found,
-      key,
-      cas,
-      this.#userId ? this.#userOf(found.session) : undefined,
-    );
+    return this.#states.loaded(found, key, cas, this.#users.userOf(found.session));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -631,13 +418,13 @@ export class SessionStore extends Store {
     }
     const state = this.#states.of(session, key);
     const serialized = this.#codec.serialize(session, state);
-    const user = this.#userId ? this.#userOf(session) : undefined;
+    const user = this.#users.userOf(session);
     // A new session takes the generation from memcached, not from this process's cache: a
     // clear() another process just made must not void it. A loaded one keeps its own, so saving
     // it never revives it after clear(). A login writes the user index first (with that read).
     const [generation, index] = await Promise.all([
       state ? state.stamp.generation : this.#namespace.read(),
-      user === undefined ? NOT_INDEXED : this.#ensureIndexed(user, key, ttl, state),
+      user === undefined ? NOT_INDEXED : this.#users.ensure(user, key, ttl, state),
     ]);
     const stamp = this.#stampFor(state?.stamp, session, generation, ttl, index);
     const value = this.#codec.encode(serialized, key, stamp);
@@ -731,8 +518,8 @@ export class SessionStore extends Store {
     const state = this.#states.of(session, key);
     if (state === undefined) {
       // A session object this store did not load: no header to go by.
-      const user = this.#userId ? this.#userOf(session) : undefined;
-      if (user !== undefined) await this.#ensureIndexed(user, key, ttl, undefined);
+      const user = this.#users.userOf(session);
+      if (user !== undefined) await this.#users.ensure(user, key, ttl, undefined);
       await this.client.touch(key, ttl);
       return;
     }
@@ -764,7 +551,7 @@ export class SessionStore extends Store {
       return;
     }
     if (state.user !== undefined) {
-      const index = await this.#ensureIndexed(state.user, key, ttl, state);
+      const index = await this.#users.ensure(state.user, key, ttl, state);
       state.stamp = { ...loaded, indexUntil: index.until, indexClass: index.cls };
     }
     await this.#touchReplicas(key, ttl, loaded);
@@ -798,7 +585,7 @@ export class SessionStore extends Store {
     const index =
       state.user === undefined
         ? NOT_INDEXED
-        : await this.#ensureIndexed(state.user, key, ttl, state);
+        : await this.#users.ensure(state.user, key, ttl, state);
     const stamp = this.#stampFor(state.stamp, session, state.stamp.generation, ttl, index);
     const value = this.#codec.encode(serialized, key, stamp);
     const nodes = this.client.nodesFor(key);
