@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { SessionStoreOptions } from './interfaces/session-cache-options.interface';
 import { SessionCache } from './memcached/session-cache.client';
 import { resolveCredentials } from './session-cache.providers';
-import { SessionStore } from './session.store';
+import { SessionStore } from './store/session.store';
 
 /**
  * The same store without Nest, for plain Express apps:

@@ -15,8 +15,8 @@ export {
   DEFAULT_TTL,
   DEFAULT_MAX_SESSION_SIZE,
   DEFAULT_LAZY_TOUCH,
-} from './session.store';
-export type { ReadRepairEvent } from './session.store';
+} from './store/session.store';
+export type { ReadRepairEvent } from './store/session.store';
 export { SessionMiddleware } from './session.middleware';
 export { SessionSaveInterceptor } from './session-save.interceptor';
 export { createSessionStore } from './create-session-store';
@@ -47,8 +47,8 @@ export type {
   SessionCacheUrlOptions,
 } from './memcached/url';
 export { toMemcachedExpiry, MAX_RELATIVE_EXPIRY, MAX_ABSOLUTE_EXPIRY } from './memcached/expiry';
-export { jsonSessionSerializer } from './session.serializer';
-export type { SessionSerializer } from './session.serializer';
+export { jsonSessionSerializer } from './store/session.serializer';
+export type { SessionSerializer } from './store/session.serializer';
 export {
   SessionCacheError,
   SessionCacheUrlError,

@@ -14,7 +14,7 @@ import { installFastifySessions } from './fastify/fastify-sessions';
 import type { SessionHttpContext } from './session.middleware';
 import { SessionCacheExceptionFilter } from './session-cache.filter';
 import type { SessionData } from 'express-session';
-import type { SessionStore } from './session.store';
+import type { SessionStore } from './store/session.store';
 
 /**
  * Sessions on their own memcached, apart from the application's general cache.

@@ -14,8 +14,8 @@ import {
   getSessionCacheToken,
 } from './session-cache.constants';
 import { SessionCacheConfigError } from './session-cache.errors';
-import { SessionCipher } from './session-cipher';
-import { SessionStore } from './session.store';
+import { SessionCipher } from './store/session-cipher';
+import { SessionStore } from './store/session.store';
 
 /** Module options after validation, with defaults applied and the URL parsed. */
 export interface ResolvedSessionCacheOptions extends Omit<

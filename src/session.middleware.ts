@@ -12,7 +12,7 @@ import {
   toHttpException,
 } from './session-cache.http';
 import { SessionCacheConfigError, SessionCacheError } from './session-cache.errors';
-import type { SessionStore } from './session.store';
+import type { SessionStore } from './store/session.store';
 import type { SessionCache } from './memcached/session-cache.client';
 
 /** What the middleware and the interceptor of one connection share. */

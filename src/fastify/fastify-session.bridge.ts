@@ -1,6 +1,6 @@
 import type { SessionData } from 'express-session';
 import { SessionCacheConfigError, SessionCacheError } from '../session-cache.errors';
-import type { SessionStore } from '../session.store';
+import type { SessionStore } from '../store/session.store';
 
 /** What this bridge uses of @fastify/session's `Cookie` (11.x). */
 export interface FastifySessionCookie {

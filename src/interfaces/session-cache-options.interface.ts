@@ -7,7 +7,7 @@ import type {
 } from '@nestjs/common';
 import type { SessionData, SessionOptions } from 'express-session';
 import type { MemcachedTls, SessionCacheTlsOptions } from '../memcached/tls';
-import type { SessionSerializer } from '../session.serializer';
+import type { SessionSerializer } from '../store/session.serializer';
 
 /** express-session's options, minus `store` (this library provides it) and with `secret` required. */
 export type SessionCacheSessionOptions = Omit<SessionOptions, 'store' | 'secret'> & {

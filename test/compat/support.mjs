@@ -129,7 +129,7 @@ export async function assertSessionRoundTrip(
   const stored = await memcached.getRaw(key);
   assert.ok(stored, `session ${key} is in memcached`);
   // Stored values start with a 28-byte header (0xF6, flags, version, tag, generation, expiry,
-  // index, longest TTL; see src/session-value.ts).
+  // index, longest TTL; see src/store/value-header.ts).
   assert.equal(stored[0], 0xf6, 'the value has the header');
   assert.equal(JSON.parse(stored.subarray(28).toString('utf8')).greeting, greeting);
 }

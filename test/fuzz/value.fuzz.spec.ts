@@ -7,7 +7,7 @@ import * as fc from 'fast-check';
 import type { SessionData } from 'express-session';
 import { SessionCache, SessionStore } from '../../src';
 import type { SessionStoreOptions } from '../../src';
-import { decodeValue, encodeValue, VALUE_HEADER_BYTES } from '../../src/session-value';
+import { decodeValue, encodeValue, VALUE_HEADER_BYTES } from '../../src/store/value-header';
 import { MemcachedProcess } from '../support/memcached.mjs';
 import { newSession, RecordingLogger } from '../support/store';
 

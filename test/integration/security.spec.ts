@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { SessionCache, SessionCacheConfigError, SessionCacheError, SessionStore } from '../../src';
 import type { SessionData } from 'express-session';
 import type { SessionStoreOptions } from '../../src';
-import { decodeValue, encodeValue, VALUE_HEADER_BYTES } from '../../src/session-value';
+import { decodeValue, encodeValue, VALUE_HEADER_BYTES } from '../../src/store/value-header';
 import { freePort, MemcachedProcess } from '../support/memcached.mjs';
 import { dumpKeys } from '../support/metadump';
 import { loadSession, newSession, RecordingLogger, storeSet, storeTouch } from '../support/store';

@@ -11,7 +11,7 @@ import {
   storeTouch,
   storedPayload,
 } from '../support/store';
-import { VALUE_HEADER_BYTES } from '../../src/session-value';
+import { VALUE_HEADER_BYTES } from '../../src/store/value-header';
 import { eventually } from '../support/wait';
 
 const DAY = 86_400;

@@ -2,7 +2,7 @@ import { Cookie, Session } from 'express-session';
 import type { SessionData } from 'express-session';
 import type { Request } from 'express';
 import type { SessionStore } from '../../src';
-import { decodeValue } from '../../src/session-value';
+import { decodeValue } from '../../src/store/value-header';
 
 /** The serializer's bytes of a stored session value (its header stripped), as text. */
 export function storedPayload(raw: Buffer | null): string | null {

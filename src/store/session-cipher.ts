@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { SessionCacheConfigError, SessionCacheError } from './session-cache.errors';
+import { SessionCacheConfigError, SessionCacheError } from '../session-cache.errors';
 
 const KEY_BYTES = 32;
 const ID_BYTES = 4;

@@ -1,12 +1,10 @@
 import {
-  compareCopies,
   decodeValue,
   encodeValue,
-  nextStamp,
   NO_INDEX,
   VALUE_HEADER_BYTES,
   VALUE_HEADER_BYTES_V1,
-} from '../../src/session-value';
+} from '../../src/store/value-header';
 
 describe('stored session values', () => {
   it('round-trips every header field, flags and payload from a string or a buffer', () => {
@@ -70,35 +68,5 @@ describe('stored session values', () => {
       header: v1.subarray(0, VALUE_HEADER_BYTES_V1),
       payload: Buffer.from('{}'),
     });
-  });
-
-  it('counts versions from the loaded one, never from a clock', () => {
-    expect(nextStamp(undefined).version).toBe(1);
-    expect(nextStamp({ version: 41 }).version).toBe(42);
-    // An old clock-based version (ms since 1970) is counted on from, so it never wins over the
-    // saves made from it.
-    expect(nextStamp({ version: 1_764_000_000_123 }).version).toBe(1_764_000_000_124);
-    const tags = new Set(Array.from({ length: 50 }, () => nextStamp({ version: 1 }).tag));
-    expect(tags.size).toBeGreaterThan(40);
-  });
-
-  it('orders copies by version, then tag, then bytes: every reader picks the same one', () => {
-    const copy = (version: number, tag: number, text: string) => ({
-      version,
-      tag,
-      raw: encodeValue({ version, tag, generation: 0, expiresAt: 0 }, text),
-    });
-    const a = copy(5, 9, '{"a":1}');
-    const b = copy(6, 0, '{"b":1}');
-    const c = copy(6, 1, '{"c":1}');
-    const d = copy(6, 1, '{"d":1}'); // same version and tag as c, other data
-    expect(compareCopies(a, b)).toBeLessThan(0);
-    expect(compareCopies(b, c)).toBeLessThan(0);
-    expect(Math.sign(compareCopies(c, d))).toBe(-Math.sign(compareCopies(d, c)));
-    expect(compareCopies(c, d)).not.toBe(0);
-    expect(compareCopies(c, { ...c, raw: Buffer.from(c.raw) })).toBe(0);
-    const winner = (copies: (typeof a)[]) =>
-      copies.reduce((best, x) => (compareCopies(x, best) > 0 ? x : best));
-    expect(winner([a, b, c, d]).raw).toEqual(winner([d, c, b, a]).raw);
   });
 });

@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { SessionCacheConfigError } from './session-cache.errors';
+import { SessionCacheConfigError } from '../session-cache.errors';
 
 const MEMO_SIZE = 10_000;
 
@@ -52,5 +52,48 @@ export class SessionKeyHasher {
     return this.#secret === null
       ? createHash('sha256').update(input).digest('base64url')
       : createHmac('sha256', this.#secret).update(input).digest('base64url');
+  }
+}
+
+/** Internal keys (after the prefix): the namespace generation, user indexes, tombstones. */
+const GENERATION_KEY = 'generation';
+const USER_KEY_PREFIX = 'user:';
+const GRAVE_SUFFIX = '!';
+
+/**
+ * Every memcached key of one store, all under its prefix: sessions, and the internal keys beside
+ * them. Internal keys never equal a session key: a hashed session id (base64url, 43 characters)
+ * never has their forms, and a raw one (`hashKeys: false`) that has is refused.
+ */
+export class SessionKeys {
+  constructor(
+    readonly prefix: string,
+    readonly hasher: SessionKeyHasher,
+  ) {}
+
+  /** The key of session `sid`, or null when a raw id has the form of an internal key. */
+  session(sid: string): string | null {
+    if (
+      !this.hasher.hashing &&
+      (sid === GENERATION_KEY || sid.startsWith(USER_KEY_PREFIX) || sid.endsWith(GRAVE_SUFFIX))
+    ) {
+      return null;
+    }
+    return this.prefix + this.hasher.session(sid);
+  }
+
+  /** The key of the namespace generation (namespace.ts). */
+  get generation(): string {
+    return this.prefix + GENERATION_KEY;
+  }
+
+  /** The key of user `userId`'s session index (user-index.ts adds `:<class>` for long ones). */
+  user(userId: string): string {
+    return this.prefix + USER_KEY_PREFIX + this.hasher.user(userId);
+  }
+
+  /** The key of the tombstone of the session under `key` (replication.ts). */
+  grave(key: string): string {
+    return key + GRAVE_SUFFIX;
   }
 }

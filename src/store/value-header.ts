@@ -1,5 +1,3 @@
-import { randomInt } from 'node:crypto';
-
 /**
  * The stored form of a session: a 28-byte header, then the serializer's bytes (encrypted when
  * encryption is on).
@@ -7,31 +5,27 @@ import { randomInt } from 'node:crypto';
  *   byte 0      0xF6 (never the first byte of UTF-8 text, so JSON written by 0.1 is told apart)
  *   byte 1      flags: bit 0 set = the payload is encrypted (see session-cipher.ts)
  *   bytes 2-7   version, unsigned 48-bit big-endian: a logical counter, the loaded version's
- *               plus one at every save (see {@link nextStamp}); never a clock
+ *               plus one at every save; never a clock (the order of versions: replication.ts)
  *   bytes 8-9   tag, unsigned 16-bit: random, breaks ties between saves of the same counter
  *   bytes 10-13 generation, unsigned 32-bit: the store's namespace generation when the session
  *               was created; `clear()` raises the generation, older sessions are void
+ *               (namespace.ts)
  *   bytes 14-17 expires at, unsigned 32-bit Unix seconds: memcached keeps the value at least
  *               until then. Only ever a lower bound: a TOUCH may move it later, never earlier (a
  *               shorter TTL is written as a new value). Lazy touch reads it to know when a TOUCH
- *               is due.
+ *               is due (lazy-touch.ts).
  *   bytes 18-21 index until, unsigned 32-bit Unix seconds (0: none): the index of the session's
  *               user (`indexClass` names which) lives at least until then; the session is never
- *               given a TTL past it (see `SessionStore`, logout everywhere)
+ *               given a TTL past it (user-index.ts)
  *   byte 22     index class (0xFF: none): which of the user's indexes lists the session
  *   byte 23     reserved (0)
  *   bytes 24-27 longest, unsigned 32-bit seconds: the longest TTL this session was ever given (in
  *               this version or the ones it was saved from), so a logout's tombstone outlives it
+ *               (replication.ts)
  *
  * Older forms are still read: 0xF5 (16 bytes: flags, 48-bit version, generation, expires at) as
  * version `v`, tag 0, no index, longest 0; a value without a header (written by 0.1) as version 0,
  * generation 0, expiring now, not encrypted.
- *
- * **Order of versions.** A copy is newer than another when its version is higher, or equal with a
- * higher tag, or (version and tag equal, which takes two saves from the same version drawing the
- * same tag) when its bytes compare higher. Every reader therefore picks the same copy among any set
- * of replicas, whatever the clocks of the servers that wrote them. An old 0xF5 version (a
- * millisecond time, about 1.7e12) stays ordered: the next save counts on from it.
  */
 export const VALUE_MAGIC = 0xf6;
 export const VALUE_HEADER_BYTES = 28;
@@ -41,7 +35,8 @@ export const VALUE_HEADER_BYTES_V1 = 16;
 export const FLAG_ENCRYPTED = 0x01;
 /** `indexClass` of a value that is listed in no user index. */
 export const NO_INDEX = 0xff;
-const MAX_VERSION = 2 ** 48 - 1;
+/** The highest version the header holds (48 bits). */
+export const MAX_VERSION = 2 ** 48 - 1;
 const MAX_UINT32 = 2 ** 32 - 1;
 
 /** What a value's header says about the session. */
@@ -141,28 +136,4 @@ export function decodeValue(raw: Buffer): StoredValue {
     header: raw.subarray(0, 0),
     payload: raw,
   };
-}
-
-/**
- * The version and tag of the next save of a session loaded at `loaded` (none: a new session):
- * one more than the loaded version, whatever any clock says, and a random tag. A save made from
- * another one is therefore always newer than it; two saves made from the same version are ordered
- * by their tags (then by their bytes), the same way by every reader.
- */
-export function nextStamp(loaded: { version: number } | undefined): {
-  version: number;
-  tag: number;
-} {
-  return { version: Math.min((loaded?.version ?? 0) + 1, MAX_VERSION), tag: randomInt(0x10000) };
-}
-
-/**
- * Orders two stored copies of a session (see the order of versions above): negative when `a` is
- * older than `b`, positive when newer, 0 only for the very same bytes.
- */
-export function compareCopies(
-  a: { version: number; tag?: number; raw: Buffer },
-  b: { version: number; tag?: number; raw: Buffer },
-): number {
-  return a.version - b.version || (a.tag ?? 0) - (b.tag ?? 0) || Buffer.compare(a.raw, b.raw);
 }
