@@ -87,7 +87,16 @@ export class SessionCacheModule implements NestModule {
       installSaveBeforeResponse(adapter, {
         store,
         client: store.client,
-        changed: (session) => store.sessionChanged(session as unknown as SessionData),
+        changed: (session) => {
+          const s = session as unknown as SessionData & { touch?: () => void };
+          if (!store.sessionChanged(s)) return false;
+          // express-session touches the cookie (expires = now + maxAge) before its own save: do
+          // the same, so the saved session carries the cookie the response sets and its TTL
+          // counts from now; then serialize once more, for the save to write.
+          s.touch?.();
+          store.sessionChanged(s);
+          return true;
+        },
       });
     }
     if (
