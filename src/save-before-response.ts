@@ -6,7 +6,7 @@ import {
   setRetryAfter,
   toHttpException,
 } from './session-cache.http';
-import { sessionUnavailable } from './session.middleware';
+import { sessionUnavailable, setRequestSession } from './session.middleware';
 import type { SessionCache } from './memcached/session-cache.client';
 
 type Reply = HttpServer['reply'];
@@ -77,12 +77,7 @@ export function installSaveBeforeResponse(adapter: HttpServer, sessions: Session
       () => reply.call(this, response, body, status),
       (err: unknown) => {
         logger.warn(`A session could not be saved; answering with an error: ${errorSummary(err)}`);
-        Object.defineProperty(req, 'session', {
-          value: undefined,
-          writable: true,
-          enumerable: true,
-          configurable: true,
-        });
+        setRequestSession(req, undefined);
         setRetryAfter(response, client, err);
         const exception = toHttpException(err);
         // Nest awaits reply(), and its exception filters answer. Should a caller not await it,

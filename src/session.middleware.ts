@@ -70,17 +70,13 @@ export function createSessionHandler(
       if (!err) {
         next();
       } else if (mode === 'proceed' && isUnavailable(err)) {
-        unavailable.emit(`Serving a request without its session: ${errorSummary(err)}`);
+        unavailable.emit(proceedingLoadFailure(err));
         next();
       } else if (fail) {
-        if (isUnavailable(err)) unavailable.emit(`Answering 503: ${errorSummary(err)}`);
+        if (isUnavailable(err)) unavailable.emit(failedLoadFailure(err));
         fail(err, req, res);
       } else if (err instanceof SessionCacheError && !(err instanceof SessionCacheConfigError)) {
-        unavailable.emit(
-          isUnavailable(err)
-            ? `Sessions are unavailable; requests that use req.session are answered 503: ${errorSummary(err)}`
-            : `A session could not be loaded; requests that use it get an error: ${errorSummary(err)}`,
-        );
+        unavailable.emit(deferredLoadFailure(err));
         deferSessionError(req, res, err, store);
         next();
       } else {
@@ -186,20 +182,29 @@ export function deferSession(
       throw toHttpException(err);
     },
     set(value: unknown) {
-      Object.defineProperty(req, 'session', {
-        value,
-        writable: true,
-        enumerable: true,
-        configurable: true,
-      });
+      setRequestSession(req, value);
     },
   });
 }
 
+/** The warnings of a session that could not be loaded, by what the request gets (both platforms). */
+export const proceedingLoadFailure = (err: unknown) =>
+  `Serving a request without its session: ${errorSummary(err)}`;
+export const failedLoadFailure = (err: unknown) => `Answering 503: ${errorSummary(err)}`;
+export const deferredLoadFailure = (err: unknown) =>
+  isUnavailable(err)
+    ? `Sessions are unavailable; requests that use req.session are answered 503: ${errorSummary(err)}`
+    : `A session could not be loaded; requests that use it get an error: ${errorSummary(err)}`;
+
 /** Makes `req.session` plain `undefined` (no session, nothing to save, no cookie to set). */
 export function settleDeferredSession(req: object): void {
+  setRequestSession(req, undefined);
+}
+
+/** `req.session = value` as a plain property again, whatever getter was defined there. */
+export function setRequestSession(req: object, value: unknown): void {
   Object.defineProperty(req, 'session', {
-    value: undefined,
+    value,
     writable: true,
     enumerable: true,
     configurable: true,

@@ -11,7 +11,10 @@ import {
   toHttpException,
 } from '../session-cache.http';
 import {
+  deferredLoadFailure,
   deferSession,
+  failedLoadFailure,
+  proceedingLoadFailure,
   sessionUnavailable,
   settleDeferredSession,
   type SessionHttpContext,
@@ -119,20 +122,16 @@ export async function installFastifySessions(
     if (err === undefined) {
       done();
     } else if (mode === 'proceed' && isUnavailable(err)) {
-      unavailable.emit(`Serving a request without its session: ${errorSummary(err)}`);
+      unavailable.emit(proceedingLoadFailure(err));
       request.session = undefined;
       done();
     } else if (mode === 'fail') {
-      if (isUnavailable(err)) unavailable.emit(`Answering 503: ${errorSummary(err)}`);
+      if (isUnavailable(err)) unavailable.emit(failedLoadFailure(err));
       settleDeferredSession(request);
       setRetryAfter(reply, client, err);
       done(toHttpException(err));
     } else {
-      unavailable.emit(
-        isUnavailable(err)
-          ? `Sessions are unavailable; requests that use req.session are answered 503: ${errorSummary(err)}`
-          : `A session could not be loaded; requests that use it get an error: ${errorSummary(err)}`,
-      );
+      unavailable.emit(deferredLoadFailure(err));
       deferSession(request, reply, err, client);
       done();
     }

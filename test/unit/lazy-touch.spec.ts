@@ -4,6 +4,7 @@ import { LazyTouch } from '../../src/store/lazy-touch';
 import type { LoadedStamp, SessionState } from '../../src/store/session-state';
 import { SessionTtl } from '../../src/store/ttl';
 import { encodeValue, NO_INDEX } from '../../src/store/value-header';
+import { controlledClock } from '../support/clock';
 import { FakeCache } from '../support/memory-memcached';
 
 const NOW = 1_800_000_000_000;
@@ -50,14 +51,7 @@ function setup(lazyTouch = 0.1, replicas = 1) {
 }
 
 describe('lazy touch (lazy-touch.ts)', () => {
-  let now = NOW;
-  beforeEach(() => {
-    now = NOW;
-    jest.spyOn(Date, 'now').mockImplementation(() => now);
-  });
-  afterEach(() => {
-    jest.restoreAllMocks();
-  });
+  const clock = controlledClock(NOW);
 
   describe('when a TOUCH is due', () => {
     it('not while memcached is known to keep the session until its cookie expires', () => {
@@ -98,9 +92,9 @@ describe('lazy touch (lazy-touch.ts)', () => {
       expect(touches.due(KEY, session(), state({ ...loaded, version: 4 }), 111)).toBe('touch');
       // That TOUCH gave 10 s of slack: 10 s on, none is due yet; 11 s on, the cookie (rolling)
       // needs more than it gave.
-      now += 10_000;
+      clock.now += 10_000;
       expect(touches.due(KEY, session(), state(loaded), 111)).toBe('none');
-      now += 1000;
+      clock.now += 1000;
       expect(touches.due(KEY, session(), state(loaded), 111)).toBe('touch');
     });
 
@@ -108,7 +102,7 @@ describe('lazy touch (lazy-touch.ts)', () => {
       const { touches, ttl } = setup(0);
       const loaded = stamp(NOW_S + 100);
       expect(ttl.ttlOf(session())).toBe(101);
-      now += 1000;
+      clock.now += 1000;
       expect(touches.due(KEY, session(), state(loaded), 101)).toBe('touch');
     });
   });

@@ -1,5 +1,5 @@
-import { jest } from '@jest/globals';
 import { isCleared, SessionNamespace } from '../../src/store/namespace';
+import { controlledClock } from '../support/clock';
 import { FakeCache } from '../support/memory-memcached';
 import { RecordingLogger } from '../support/store';
 
@@ -15,14 +15,7 @@ function namespace(cache: FakeCache, checkInterval = 1000) {
 const settled = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('the namespace generation behind clear() (namespace.ts)', () => {
-  let now = NOW;
-  beforeEach(() => {
-    now = NOW;
-    jest.spyOn(Date, 'now').mockImplementation(() => now);
-  });
-  afterEach(() => {
-    jest.restoreAllMocks();
-  });
+  const clock = controlledClock(NOW);
 
   it('voids exactly the sessions of older generations', () => {
     expect(isCleared(4, 5)).toBe(true);
@@ -65,9 +58,9 @@ describe('the namespace generation behind clear() (namespace.ts)', () => {
     expect(first).toBeInstanceOf(Promise);
     expect(await first).toBe(41);
     await cache.nodes[0].set(KEY, '42', 0); // another process cleared
-    now += 999;
+    clock.now += 999;
     expect(ns.current()).toBe(41);
-    now += 1;
+    clock.now += 1;
     // Due: re-read in the background, the last known generation meanwhile.
     expect(ns.current()).toBe(41);
     await settled();

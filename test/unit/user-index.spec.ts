@@ -1,4 +1,3 @@
-import { jest } from '@jest/globals';
 import * as fc from 'fast-check';
 import type { SessionData } from 'express-session';
 import { SessionKeyHasher, SessionKeys } from '../../src/store/session-keys';
@@ -13,6 +12,7 @@ import {
   UserIndex,
 } from '../../src/store/user-index';
 import { NO_INDEX } from '../../src/store/value-header';
+import { controlledClock } from '../support/clock';
 import { FakeCache } from '../support/memory-memcached';
 
 const DAY = 86_400;
@@ -42,14 +42,7 @@ const listed = (user: string, cls: number, until: number): SessionState => ({
 });
 
 describe('logout everywhere: user indexes (user-index.ts)', () => {
-  let now = NOW;
-  beforeEach(() => {
-    now = NOW;
-    jest.spyOn(Date, 'now').mockImplementation(() => now);
-  });
-  afterEach(() => {
-    jest.restoreAllMocks();
-  });
+  controlledClock(NOW);
 
   describe('bands and lifetimes', () => {
     it('lists a session in the smallest class k with 2^k >= its TTL', () => {

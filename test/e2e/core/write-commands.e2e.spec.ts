@@ -3,7 +3,7 @@ import request from 'supertest';
 import { cookieFrom } from '../../support/http';
 import { CapturingLogger } from '../../support/logger';
 import { MemcachedProcess } from '../../support/memcached.mjs';
-import { createApp, PLATFORMS } from '../../support/platform';
+import { createApp, PLATFORMS, SECRET } from '../../support/platform';
 import { coreModule } from './core.module';
 
 // Save before the response must leave the session as express-session's own save would: with the
@@ -22,7 +22,7 @@ describe.each(PLATFORMS)('on %s, a write long after login', (platform) => {
       // 10 s cookies: the lazy-touch slack of the login's save (10%) is over after 1 s.
       imports: [
         coreModule(memcached.url, {
-          session: { cookie: { maxAge: 10_000 } },
+          session: { secret: SECRET, cookie: { maxAge: 10_000 } },
           generationCheckInterval: 3_600_000, // no background read of clear()'s generation
         }),
       ],
